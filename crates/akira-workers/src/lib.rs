@@ -1,0 +1,1 @@
+//! Placeholder; the library lands in its own commit.

@@ -25,7 +25,7 @@ struct Args {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ExampleSettings {
-    /// `core`, `push` or `pull`.
+    /// `core`, `push`, `pull`, or `service` (an idle loop of its own).
     class: Class,
     #[serde(default)]
     behaviour: Behaviour,
@@ -39,6 +39,9 @@ struct ExampleSettings {
     #[serde(default = "default_poison")]
     poison: String,
     record_file: Option<PathBuf>,
+    /// With class `service`: block the loop's thread for `sleep` after this long, once.
+    #[serde(with = "akira_workers::duration::option", default)]
+    block_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -47,6 +50,7 @@ enum Class {
     Core,
     Push,
     Pull,
+    Service,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -116,6 +120,32 @@ async fn run(args: Args) -> Result<(), akira_workers::BoxError> {
                     }
                 })
                 .await?
+        }
+        Class::Service => worker.run_service(move |context| idle_loop(settings, context)).await?,
+    }
+    Ok(())
+}
+
+/// Ticks every 50 ms until stopped; with `block_after`, blocks its thread once, as a hung
+/// loop would, so the watchdog stops pinging.
+async fn idle_loop(
+    settings: Arc<ExampleSettings>,
+    context: akira_workers::ServiceContext,
+) -> Result<(), akira_workers::BoxError> {
+    let started = std::time::Instant::now();
+    let mut blocked = false;
+    while !context.shutdown.is_cancelled() {
+        if let Some(after) = settings.block_after {
+            if !blocked && started.elapsed() >= after {
+                blocked = true;
+                tracing::warn!("blocking the service loop on purpose");
+                std::thread::sleep(settings.sleep);
+            }
+        }
+        context.tick();
+        tokio::select! {
+            _ = context.shutdown.cancelled() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
     Ok(())

@@ -7,6 +7,7 @@
 let
   cfg = config.services.akira-workers;
   akiraLib = import ./lib.nix { inherit lib; };
+  assertionsFor = import ./assertions.nix { inherit lib akiraLib; };
   tomlFormat = pkgs.formats.toml { };
 
   # Secrets stay outside the Nix store: a path literal would be copied into
@@ -506,7 +507,7 @@ in
     }
 
     (lib.mkIf active {
-      assertions = akiraLib.assertions cfg;
+      assertions = assertionsFor cfg;
 
       warnings =
         lib.optional

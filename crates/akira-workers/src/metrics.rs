@@ -189,7 +189,8 @@ impl WorkerMetrics {
         if delivered > 1 {
             self.redeliveries.inc();
         }
-        self.consumer_pending.set(pending.min(i64::MAX as u64) as i64);
+        self.consumer_pending
+            .set(pending.min(i64::MAX as u64) as i64);
     }
 
     pub fn set_connected(&self, connected: bool) {
@@ -207,7 +208,9 @@ impl WorkerMetrics {
 
     /// Returns the count for one outcome (for summaries and tests).
     pub fn outcome_count(&self, outcome: Outcome) -> u64 {
-        self.messages.get_or_create(&OutcomeLabels { outcome }).get()
+        self.messages
+            .get_or_create(&OutcomeLabels { outcome })
+            .get()
     }
 }
 
@@ -228,10 +231,22 @@ mod tests {
         metrics.record_outcome(Outcome::ack, 2);
         metrics.record_dead_letter("permanent");
         let text = metrics.encode();
-        assert!(text.contains("akira_worker_messages_total{worker=\"w1\",outcome=\"ack\"} 2"), "{text}");
-        assert!(text.contains("akira_worker_dead_letters_total{worker=\"w1\",reason=\"permanent\"} 1"), "{text}");
-        assert!(text.contains("akira_worker_build_info{worker=\"w1\",version="), "{text}");
-        assert!(text.contains("akira_worker_handler_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("akira_worker_messages_total{worker=\"w1\",outcome=\"ack\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_dead_letters_total{worker=\"w1\",reason=\"permanent\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_build_info{worker=\"w1\",version="),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_handler_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

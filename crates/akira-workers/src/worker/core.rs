@@ -39,13 +39,21 @@ where
     if settings.subjects.is_empty() {
         return Err(runtime
             .config
-            .missing("core.subjects", "a list of subjects such as [\"akira.alerts.>\"]")
+            .missing(
+                "core.subjects",
+                "a list of subjects such as [\"akira.alerts.>\"]",
+            )
             .into());
     }
     let mut subscribers = Vec::with_capacity(settings.subjects.len());
     for subject in &settings.subjects {
         let subscribed = match &settings.queue_group {
-            Some(group) => runtime.client.queue_subscribe(subject.clone(), group.clone()).await,
+            Some(group) => {
+                runtime
+                    .client
+                    .queue_subscribe(subject.clone(), group.clone())
+                    .await
+            }
             None => runtime.client.subscribe(subject.clone()).await,
         };
         let subscriber = subscribed.map_err(|err| WorkerError::Subscribe {
@@ -59,14 +67,18 @@ where
 
     let semaphore = Arc::new(Semaphore::new(settings.max_in_flight));
     let mut tasks = JoinSet::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
     'receive: loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            biased;
-            _ = runtime.shutdown.cancelled() => break 'receive,
-            permit = semaphore.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        // Handlers may hold every permit for a while; the loop still turns for the watchdog.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = runtime.shutdown.cancelled() => break 'receive,
+                permit = semaphore.clone().acquire_owned() => break permit.expect("semaphore is never closed"),
+                _ = ticker.tick() => runtime.health.tick(),
+            }
         };
         let message = loop {
             let mut merged = select_all(subscribers.iter_mut());
@@ -90,8 +102,13 @@ where
         }
     }
     let mut merged = select_all(subscribers.iter_mut());
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), merged.next()).await {
-        let permit = semaphore.clone().acquire_owned().await.expect("semaphore is never closed");
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), merged.next()).await
+    {
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
         spawn_one(&runtime, &handler, &mut tasks, message, permit);
     }
     settle::drain_tasks(&runtime, &mut tasks, &InFlight::default()).await;

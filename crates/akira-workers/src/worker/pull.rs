@@ -67,6 +67,7 @@ where
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
     let mut failures = 0u32;
+    let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
     'fetch: loop {
         while tasks.try_join_next().is_some() {}
@@ -76,7 +77,7 @@ where
         tokio::select! {
             biased;
             _ = runtime.shutdown.cancelled() => break 'fetch,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'fetch,
+            _ = ticker.tick() => continue 'fetch,
             permit = semaphore.clone().acquire_owned() => permits.push(permit.expect("semaphore is never closed")),
         }
         while permits.len() < batch_size {
@@ -108,6 +109,7 @@ where
             tokio::select! {
                 biased;
                 _ = runtime.shutdown.cancelled() => { stopping = true; break; }
+                _ = ticker.tick() => runtime.health.tick(),
                 item = batch.next() => match item {
                     Some(Ok(message)) => messages.push(message),
                     Some(Err(err)) => {
@@ -136,7 +138,9 @@ where
         }
         failures = 0;
         permits.truncate(messages.len());
-        spawn_batch(&runtime, &handler, &mut tasks, &in_flight, messages, permits);
+        spawn_batch(
+            &runtime, &handler, &mut tasks, &in_flight, messages, permits,
+        );
     }
 
     settle::drain_tasks(&runtime, &mut tasks, &in_flight).await;
@@ -203,15 +207,22 @@ fn spawn_batch<H, Fut>(
                 );
                 runtime.metrics.record_swallowed_error();
                 tracing::error!("{text}");
-                (0..count).map(|_| Err(HandlerError::retry(text.clone()))).collect()
+                (0..count)
+                    .map(|_| Err(HandlerError::retry(text.clone())))
+                    .collect()
             }
             Err(err) => {
                 let text = err.message();
-                (0..count).map(|_| Err(HandlerError::retry(text.clone()))).collect()
+                (0..count)
+                    .map(|_| Err(HandlerError::retry(text.clone())))
+                    .collect()
             }
         };
-        for (((message, info), result), span) in messages.iter().zip(&infos).zip(results).zip(spans) {
-            settle::settle(&runtime, message, info, result).instrument(span).await;
+        for (((message, info), result), span) in messages.iter().zip(&infos).zip(results).zip(spans)
+        {
+            settle::settle(&runtime, message, info, result)
+                .instrument(span)
+                .await;
         }
         for id in ids {
             in_flight.remove(id);

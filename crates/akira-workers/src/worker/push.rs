@@ -54,17 +54,21 @@ where
     let semaphore = Arc::new(Semaphore::new(runtime.config.consumer.max_in_flight));
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
     let heartbeat_limit = runtime.config.consumer.idle_heartbeat * 3;
     let mut last_seen = Instant::now();
 
     'receive: loop {
         while tasks.try_join_next().is_some() {}
 
-        let permit = tokio::select! {
-            biased;
-            _ = runtime.shutdown.cancelled() => break 'receive,
-            permit = semaphore.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        // Handlers may hold every permit for a while; the loop still turns for the watchdog.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = runtime.shutdown.cancelled() => break 'receive,
+                permit = semaphore.clone().acquire_owned() => break permit.expect("semaphore is never closed"),
+                _ = ticker.tick() => runtime.health.tick(),
+            }
         };
 
         let message = loop {
@@ -103,7 +107,9 @@ where
         swallowed_error!(runtime, "draining the push subscription failed", err);
     }
     let mut returned = 0u64;
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), subscriber.next()).await {
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(1), subscriber.next()).await
+    {
         if message.status.is_some() {
             continue;
         }
@@ -113,7 +119,10 @@ where
         }
     }
     if returned > 0 {
-        tracing::info!(count = returned, "nakked messages that were received but not started");
+        tracing::info!(
+            count = returned,
+            "nakked messages that were received but not started"
+        );
     }
     settle::drain_tasks(&runtime, &mut tasks, &in_flight).await;
     finish(&runtime).await;

@@ -32,10 +32,18 @@ async fn main() {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
-    js.create_stream(akira_workers::dlq::dlq_stream_config()).await.unwrap();
+    js.create_stream(akira_workers::dlq::dlq_stream_config())
+        .await
+        .unwrap();
 
-    println!("messages per round: {messages}, payload: {} bytes, rounds: {ROUNDS}", PAYLOAD.len());
-    println!("{:<34} {:>12} {:>12} {:>12}", "variant", "median msg/s", "min msg/s", "max msg/s");
+    println!(
+        "messages per round: {messages}, payload: {} bytes, rounds: {ROUNDS}",
+        PAYLOAD.len()
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>12}",
+        "variant", "median msg/s", "min msg/s", "max msg/s"
+    );
     let variants: [(&str, Variant); 4] = [
         ("raw async-nats pull (batch 100)", Variant::RawPull),
         ("akira run_pull (batch 100)", Variant::AkiraPull),
@@ -67,7 +75,13 @@ enum Variant {
     AkiraPush,
 }
 
-async fn run_round(server: &NatsServer, js: &jetstream::Context, stream: &str, messages: usize, variant: Variant) -> Duration {
+async fn run_round(
+    server: &NatsServer,
+    js: &jetstream::Context,
+    stream: &str,
+    messages: usize,
+    variant: Variant,
+) -> Duration {
     let subject = format!("{}.item", stream.to_lowercase());
     let stream_handle = js
         .create_stream(jetstream::stream::Config {
@@ -112,7 +126,13 @@ async fn raw_pull(stream: &jetstream::stream::Stream, messages: usize) {
         .unwrap();
     let mut done = 0;
     while done < messages {
-        let mut batch = consumer.batch().max_messages(100).expires(Duration::from_secs(1)).messages().await.unwrap();
+        let mut batch = consumer
+            .batch()
+            .max_messages(100)
+            .expires(Duration::from_secs(1))
+            .messages()
+            .await
+            .unwrap();
         while let Some(Ok(message)) = batch.next().await {
             message.ack().await.unwrap();
             done += 1;

@@ -16,6 +16,7 @@ use async_nats::jetstream::stream::{self, RetentionPolicy};
 use serde::Serialize;
 
 use crate::declarations::{ConsumerDeclaration, Declarations, StreamDeclaration};
+use crate::output::count;
 
 /// The streams and consumers that exist on the server.
 #[derive(Debug, Clone, Default)]
@@ -177,7 +178,7 @@ pub enum PlanError {
     #[error(
         "{object}: {field} cannot be changed in place (server: {current}, declared: {declared}); \
          run `akira-workerctl apply {origin} --recreate {recreate_name}` to delete and recreate the {kind} \
-         (refused while it holds messages unless --force is given), or set {field} back to {current} in {origin}"
+         (rejected while it contains messages unless --force is given), or set {field} back to {current} in {origin}"
     )]
     Immutable {
         object: ObjectRef,
@@ -188,7 +189,7 @@ pub enum PlanError {
         recreate_name: String,
         kind: &'static str,
     },
-    #[error("{object}: --recreate refused because {detail}; add --force to delete them, or drain the {kind} first")]
+    #[error("{object}: --recreate rejected because {detail}; add --force to delete them, or drain the {kind} first")]
     RecreateRefused {
         object: ObjectRef,
         detail: String,
@@ -409,7 +410,7 @@ fn plan_stream(
         if current.messages > 0 && !options.force {
             return Err(vec![PlanError::RecreateRefused {
                 object,
-                detail: format!("the stream holds {} messages", current.messages),
+                detail: format!("the stream contains {}", count(current.messages as usize, "message")),
                 kind: "stream",
             }]);
         }
@@ -499,8 +500,9 @@ fn plan_consumer(
             return Err(vec![PlanError::RecreateRefused {
                 object,
                 detail: format!(
-                    "the consumer has {} messages pending and {} awaiting ack, and a new consumer starts again from its deliver policy",
-                    current.num_pending, current.num_ack_pending
+                    "the consumer has {} pending and {} awaiting ack, and a new consumer starts again from its deliver policy",
+                    count(current.num_pending as usize, "message"),
+                    current.num_ack_pending
                 ),
                 kind: "consumer",
             }]);
@@ -1300,7 +1302,7 @@ mod tests {
 
         let errors = build_plan(&changed, &server, &recreate).unwrap_err();
         assert!(
-            errors[0].to_string().contains("holds 3 messages"),
+            errors[0].to_string().contains("contains 3 messages"),
             "{}",
             errors[0]
         );

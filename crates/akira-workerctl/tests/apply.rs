@@ -447,3 +447,42 @@ async fn apply_waits_for_server_to_start() {
     );
     assert!(stdout.contains("create    stream ORDERS"), "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_example_applies_cleanly() {
+    let env = Env::start();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/streams.toml");
+
+    let first = env.ctl(&["apply", path]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.stderr, "", "warnings for the example: {first:?}");
+    for object in [
+        "stream CDR",
+        "stream NOTIFY",
+        "stream JOBS",
+        "stream AKIRA_DLQ",
+        "consumer CDR/cdr-pipeline",
+        "consumer NOTIFY/notification-dispatcher",
+    ] {
+        first.line_starting(&format!("create    {object}"));
+    }
+
+    let second = env.ctl(&["apply", path, "--dry-run"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.last_line().starts_with("no changes"), "{second:?}");
+
+    let jetstream = env.jetstream().await;
+    let notify = jetstream.get_stream("NOTIFY").await.unwrap();
+    let dispatcher = notify
+        .consumer_info("notification-dispatcher")
+        .await
+        .unwrap();
+    assert_eq!(
+        dispatcher.config.deliver_subject.as_deref(),
+        Some("akira.deliver.notification-dispatcher")
+    );
+    assert_eq!(
+        dispatcher.config.deliver_group.as_deref(),
+        Some("notification-dispatcher")
+    );
+}

@@ -228,7 +228,7 @@ async fn consumer_immutable_fields_are_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recreate_refuses_stream_with_messages_unless_forced() {
+async fn recreate_rejects_stream_with_messages() {
     let env = Env::start();
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let jetstream = env.jetstream().await;
@@ -418,7 +418,7 @@ async fn apply_waits_for_server_to_start() {
         .spawn()
         .unwrap();
 
-    // The first stderr line says that apply is waiting; only then does the server start.
+    // The first stderr line reports that apply is waiting; only then does the server start.
     let stderr = ctl.stderr.take().unwrap();
     let (first_line, stderr) = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;

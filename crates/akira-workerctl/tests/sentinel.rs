@@ -71,7 +71,7 @@ impl Sentinel {
         wait_until(&what, DEADLINE, || async { self.log().contains(text) }).await;
     }
 
-    /// Sends SIGTERM and returns the exit code.
+    /// Sends SIGTERM and returns the exit code and the log.
     async fn stop(mut self) -> (Option<i32>, String) {
         send_signal(self.child.id(), "TERM");
         let end = Instant::now() + Duration::from_secs(15);
@@ -131,8 +131,8 @@ async fn crashing_worker_message_is_dead_lettered_once() {
         .unwrap();
 
     // The test restarts the worker whenever it exits, as systemd would. Deliveries 1 to 3
-    // each end in an exit; the next worker's pull makes the server notice that the message
-    // reached max_deliver and publish the advisory.
+    // each end in an exit. The pull of the next worker makes the server notice that the
+    // message reached max_deliver, so it publishes the advisory.
     let mut exits = Vec::new();
     let mut worker_logs = Vec::new();
     let end = Instant::now() + Duration::from_secs(60);

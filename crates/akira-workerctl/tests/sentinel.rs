@@ -297,6 +297,47 @@ async fn advisory_for_missing_message_is_logged() {
     assert!(log.contains("skipped=1"), "{log}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_listens_again_after_server_restart() {
+    let mut env = setup();
+    let sentinel = Sentinel::start(&env).await;
+    env.server.restart();
+
+    let jetstream = env.jetstream().await;
+    jetstream
+        .publish("akira.poison.1", "poison".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let client = async_nats::connect(env.url()).await.unwrap();
+    let advisory =
+        r#"{"stream":"POISON","consumer":"poison-worker","stream_seq":1,"deliveries":3}"#;
+
+    // The sentinel resubscribes after it reconnects; until then an advisory is lost, which is
+    // why this publishes again until the dead letter appears.
+    wait_until("the dead letter after a server restart", DEADLINE, || {
+        let client = client.clone();
+        let env = &env;
+        async move {
+            client
+                .publish(ADVISORY_SUBJECT, advisory.into())
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            dlq_count(env).await == 1
+        }
+    })
+    .await;
+
+    let letters = dead_letters(&env);
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["reason"], "max_deliver_advisory");
+    let (code, log) = sentinel.stop().await;
+    assert_eq!(code, Some(0), "{log}");
+}
+
 #[test]
 fn sentinel_help_explains_the_backstop() {
     let run = support::ctl_with_env(&["dlq", "sentinel", "--help"], &[], None);

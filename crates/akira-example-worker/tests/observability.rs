@@ -123,7 +123,8 @@ async fn metrics_count_a_known_run_exactly() {
         )
     };
     assert_eq!(value(",outcome=\"retry\"}"), Some(6.0), "{body}");
-    assert_eq!(value(",outcome=\"dead_letter\"}"), None, "{body}");
+    assert_eq!(value(",outcome=\"dead_letter\"}"), Some(0.0), "{body}");
+    assert_eq!(value(",outcome=\"error\"}"), Some(0.0), "{body}");
     assert_eq!(
         sample(&body, "akira_worker_redeliveries_total{worker=\"count\"}"),
         Some(6.0)
@@ -220,7 +221,14 @@ async fn dead_letters_are_counted_by_reason() {
             &body,
             "akira_worker_messages_total{worker=\"dead\",outcome=\"ack\"}"
         ),
-        None
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "akira_worker_dead_letters_total{worker=\"dead\",reason=\"max_deliver\"}"
+        ),
+        Some(0.0)
     );
 }
 

@@ -84,12 +84,7 @@ where
     tracing::info!(worker = %name, config = %config.origin(), "starting job");
 
     let shutdown = CancellationToken::new();
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            signal_token.cancel();
-        }
-    });
+    crate::worker::spawn_signal_handler(shutdown.clone());
     let context = JobContext {
         config,
         shutdown,

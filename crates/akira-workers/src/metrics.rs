@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::dlq::Reason;
+
 /// How a message ended, the `outcome` label of `akira_worker_messages_total`.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -139,6 +141,25 @@ impl WorkerMetrics {
             "Always 1; the version label is the akira-workers library version",
             build_info,
         );
+        // Series that exist from the start at 0 let rate() and increase() see their first event.
+        for outcome in [
+            Outcome::ack,
+            Outcome::retry,
+            Outcome::dead_letter,
+            Outcome::error,
+        ] {
+            drop(metrics.messages.get_or_create(&OutcomeLabels { outcome }));
+        }
+        for reason in [
+            Reason::MaxDeliver,
+            Reason::Permanent,
+            Reason::MaxDeliverAdvisory,
+            Reason::InvalidRecord,
+        ] {
+            drop(metrics.dead_letters.get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_string(),
+            }));
+        }
         *metrics.registry.lock().expect("metrics registry lock") = registry;
         metrics
     }

@@ -486,3 +486,26 @@ async fn deploy_example_applies_cleanly() {
         Some("notification-dispatcher")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_description_removes_it() {
+    let env = Env::start();
+    assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
+    let cleared = DECLARATIONS.replace(
+        "description = \"orders from the shop\"",
+        "description = \"\"",
+    );
+
+    let run = env.apply("streams.toml", &cleared, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.line_starting("update    stream ORDERS"),
+        "update    stream ORDERS: description \"orders from the shop\" -> none"
+    );
+    let jetstream = env.jetstream().await;
+    let mut orders = jetstream.get_stream("ORDERS").await.unwrap();
+    assert_eq!(orders.info().await.unwrap().config.description, None);
+
+    let again = env.apply("streams.toml", &cleared, &["--dry-run"]);
+    assert_eq!(again.code, 0, "{again:?}");
+}

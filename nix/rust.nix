@@ -113,19 +113,13 @@ let
     description = "Operator tool for akira workers: stream declarations, status and dead letters";
   };
 
-  # A test worker for the VM tests; it is not part of `default`.
-  akira-example-flaky = craneLib.buildPackage (
-    packageArgs
-    // {
-      pname = "akira-example-flaky";
-      src = sourceForCrate ../crates/akira-workers;
-      cargoExtraArgs = "--package akira-workers --example akira-example-flaky";
-      meta = {
-        description = "Example worker that fails a configurable number of deliveries";
-        mainProgram = "akira-example-flaky";
-      };
-    }
-  );
+  # The test worker and test job of the VM tests (binaries
+  # akira-example-worker and akira-example-job); not part of `default`.
+  akira-example-worker = buildCrate {
+    crate = ../crates/akira-example-worker;
+    binary = "akira-example-worker";
+    description = "Configurable example worker and timer job for tests: succeeds, fails, sleeps or exits on demand";
+  };
 
   default = pkgs.symlinkJoin {
     name = "akira-workers-${workspaceVersion}";
@@ -148,7 +142,7 @@ in
   inherit cargoArtifacts natsServer postgresqlBin;
 
   packages = workers // {
-    inherit akira-workerctl akira-example-flaky default;
+    inherit akira-workerctl akira-example-worker default;
   };
 
   checks = {

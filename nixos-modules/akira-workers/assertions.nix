@@ -6,6 +6,8 @@ let
   inherit (akiraLib)
     declarations
     enabledWorkers
+    firstBackoffMs
+    formatDurationMs
     isConsumerWorker
     metricsListen
     natsCredentialFiles
@@ -37,6 +39,52 @@ let
       "retry.max_deliver" = consumerOption "consumer.maxDeliver";
     };
 
+  # Connection options that only work in pairs. A copy that inherits both
+  # values from the global options is checked once, as the global options.
+  connectionPairs = [
+    {
+      fields = [
+        [ "user" ]
+        [ "passwordFile" ]
+      ];
+      where = "";
+      message = "user and passwordFile go together; set both or neither.";
+    }
+    {
+      fields = [
+        [
+          "tls"
+          "certFile"
+        ]
+        [
+          "tls"
+          "keyFile"
+        ]
+      ];
+      where = ".tls";
+      message = "certFile and keyFile go together; set both or neither.";
+    }
+  ];
+
+  connectionAssertions =
+    {
+      path,
+      nats,
+      global ? null,
+    }:
+    lib.concatMap (
+      pair:
+      let
+        valuesOf = connection: map (field: lib.attrByPath field null connection) pair.fields;
+        values = valuesOf nats;
+        inherited = global != null && values == valuesOf global;
+      in
+      lib.optional (!inherited) {
+        assertion = lib.all (value: value == null) values || lib.all (value: value != null) values;
+        message = "${path}${pair.where}: ${pair.message}";
+      }
+    ) connectionPairs;
+
   workerAssertions =
     cfg: name: worker:
     let
@@ -49,6 +97,8 @@ let
       settingConflicts = lib.filter (
         key: lib.hasAttrByPath (lib.splitString "." key) worker.settings
       ) ownedKeys;
+      firstBackoff = if isConsumerWorker worker then firstBackoffMs name worker else null;
+      ackWaitMs = (akiraLib.consumerTiming name worker).ackWaitMs;
       credentialClashes = lib.intersectLists (builtins.attrNames worker.credentials) (
         builtins.attrNames (natsCredentialFiles worker.nats)
       );
@@ -75,18 +125,19 @@ let
         message = "${path}.timer.onCalendar is empty, so the timer worker would never run; set a calendar expression such as \"daily\".";
       }
       {
-        assertion = (worker.nats.user == null) == (worker.nats.passwordFile == null);
-        message = "${path}.nats: user and passwordFile go together; set both or neither.";
-      }
-      {
-        assertion = (worker.nats.tls.certFile == null) == (worker.nats.tls.keyFile == null);
-        message = "${path}.nats.tls: certFile and keyFile go together; set both or neither.";
-      }
-      {
         assertion = credentialClashes == [ ];
         message = "${path}.credentials uses the reserved name(s) ${lib.concatStringsSep ", " credentialClashes}, which the module sets from the NATS options; rename the credential.";
       }
     ]
+    ++ lib.optional (isConsumerWorker worker && firstBackoff != null) {
+      assertion = firstBackoff == ackWaitMs;
+      message = "${path}: the first backoff delay, min(settings.retry.cap, settings.retry.base), is ${formatDurationMs firstBackoff}, longer than consumer.ackWait ${worker.consumer.ackWait}. nats-server uses the first backoff delay as the consumer's ack_wait, so the worker would find ack_wait ${formatDurationMs firstBackoff} instead of ${worker.consumer.ackWait} at startup and exit; raise ${path}.consumer.ackWait to at least ${formatDurationMs firstBackoff} or lower settings.retry.base.";
+    }
+    ++ connectionAssertions {
+      path = "${path}.nats";
+      inherit (worker) nats;
+      global = cfg.nats;
+    }
     ++ map (key: {
       assertion = false;
       message =
@@ -135,9 +186,29 @@ let
       message = "services.akira-workers: more than one worker declares the consumer ${key}; give each worker its own consumer.durableName.";
     }) duplicates;
 
+  # The global connection, and the provisioning unit's and the sentinel's
+  # when they override it.
+  workerctlAssertions =
+    cfg:
+    connectionAssertions {
+      path = "services.akira-workers.nats";
+      inherit (cfg) nats;
+    }
+    ++ lib.optionals cfg.provision.enable (connectionAssertions {
+      path = "services.akira-workers.provision.nats";
+      inherit (cfg.provision) nats;
+      global = cfg.nats;
+    })
+    ++ lib.optionals cfg.deadLetterSentinel.enable (connectionAssertions {
+      path = "services.akira-workers.deadLetterSentinel.nats";
+      inherit (cfg.deadLetterSentinel) nats;
+      global = cfg.nats;
+    });
+
   assertions =
     cfg:
     lib.concatLists (lib.mapAttrsToList (workerAssertions cfg) (enabledWorkers cfg))
+    ++ workerctlAssertions cfg
     ++ metricsAssertions cfg
     ++ consumerAssertions cfg;
 in

@@ -21,14 +21,15 @@ let
 
   globalOptionText = path: lib.literalExpression "config.services.akira-workers.${path}";
 
-  # Connection options exist globally and per worker; a worker's copy
+  # Connection options exist globally, per worker, and for the
+  # provisioning unit and the sentinel; every copy but the global one
   # defaults to the global value.
   natsConnectionOptions =
-    perWorker:
+    inheritsGlobal:
     let
       inheritable =
         path: fallback:
-        if perWorker then
+        if inheritsGlobal then
           {
             default = lib.attrByPath (lib.splitString "." path) null cfg.nats;
             defaultText = globalOptionText "nats.${path}";
@@ -44,7 +45,7 @@ let
             example = "/run/secrets/akira/${credential}";
             description = ''
               ${description} The unit receives it with `LoadCredential=${credential}:…`
-              and the worker reads it from `$CREDENTIALS_DIRECTORY/${credential}`.
+              and the program reads it from `$CREDENTIALS_DIRECTORY/${credential}`.
             '';
           }
           // inheritable path null
@@ -197,21 +198,13 @@ let
           ackWait = lib.mkOption {
             type = lib.types.str;
             default = "30s";
-            description = "How long the server waits for an acknowledgement before redelivering.";
-          };
-          backoff = lib.mkOption {
-            type = lib.types.nullOr (lib.types.listOf lib.types.str);
-            default = null;
-            example = [
-              "30s"
-              "1m"
-              "5m"
-            ];
             description = ''
-              Redelivery delays of the consumer. `null` derives them from
-              `settings.retry` (`base`, default `1s`; `cap`, default `5m`) and
-              `ackWait` as the worker does: delay *i* is
-              max(ackWait, min(cap, base × 2^i)), for `maxDeliver - 1` steps.
+              How long the server waits for an acknowledgement before
+              redelivering. The consumer's `backoff` is derived from it and
+              `settings.retry` exactly as the worker derives it, because the
+              worker exits at startup when the two differ: delay *i* is
+              max(ackWait, min(cap, base × 2^i)) for `maxDeliver - 1` steps,
+              with `retry.base` (default `1s`) and `retry.cap` (default `5m`).
             '';
           };
           maxAckPending = lib.mkOption {
@@ -403,17 +396,6 @@ let
 
   declarationsFile = tomlFormat.generate "akira-declarations.toml" (akiraLib.declarations cfg);
 
-  # akira-workerctl only takes --creds, so other authentication methods
-  # reach the workers but not the provisioning unit or the sentinel.
-  workerctlUnsupportedAuth = lib.filter (path: lib.attrByPath path null cfg.nats != null) [
-    [ "nkeySeedFile" ]
-    [ "passwordFile" ]
-    [ "tokenFile" ]
-    [
-      "tls"
-      "certFile"
-    ]
-  ];
 in
 {
   options.services.akira-workers = {
@@ -449,12 +431,9 @@ in
           workers start. Disable it when streams are managed elsewhere.
         '';
       };
-      credentialsFile = lib.mkOption {
-        type = secretFileType;
-        default = cfg.nats.credentialsFile;
-        defaultText = globalOptionText "nats.credentialsFile";
-        description = "NATS credentials of the provisioning unit, which needs JetStream management permissions.";
-      };
+      # NATS connection of the provisioning unit, which needs JetStream
+      # management permissions; defaults to the global connection.
+      nats = natsConnectionOptions true;
       wait = lib.mkOption {
         type = lib.types.str;
         default = "60s";
@@ -469,6 +448,9 @@ in
         default = [ ];
         description = "Extra arguments of `akira-workerctl dlq sentinel`.";
       };
+      # NATS connection of the sentinel, which reads every stream and
+      # publishes to AKIRA_DLQ; defaults to the global connection.
+      nats = natsConnectionOptions true;
     };
 
     textfileDirectory = lib.mkOption {
@@ -508,13 +490,6 @@ in
 
     (lib.mkIf active {
       assertions = assertionsFor cfg;
-
-      warnings =
-        lib.optional
-          (workerctlUnsupportedAuth != [ ] && (cfg.provision.enable || cfg.deadLetterSentinel.enable))
-          "services.akira-workers.nats sets ${
-            lib.concatMapStringsSep ", " (lib.concatStringsSep ".") workerctlUnsupportedAuth
-          }, but akira-workerctl only takes a credentials file, so the provisioning unit and the dead-letter sentinel connect without that authentication; set services.akira-workers.nats.credentialsFile (or provision.credentialsFile) to credentials with JetStream management permissions.";
 
       environment.systemPackages = [ cfg.package ];
 

@@ -191,22 +191,34 @@ let
   loadCredentialEntries =
     files: lib.mapAttrsToList (credential: path: "${credential}:${path}") files;
 
-  # The backoff a consumer is declared with: the explicit option, or the
-  # schedule derived from `settings.retry` and `consumer.ackWait`.
-  consumerBackoff =
+  # The values the consumer's backoff is derived from, in milliseconds, with
+  # the library's defaults for `[retry]` (base 1s, cap 5m).
+  consumerTiming =
     name: worker:
     let
       retry = worker.settings.retry or { };
     in
-    if worker.consumer.backoff != null then
-      worker.consumer.backoff
-    else
-      map formatDurationMs (backoffScheduleMs {
-        ackWaitMs = parseDurationMs "${optionPath name}.consumer.ackWait" worker.consumer.ackWait;
-        baseMs = parseDurationMs "${optionPath name}.settings.retry.base" (retry.base or "1s");
-        capMs = parseDurationMs "${optionPath name}.settings.retry.cap" (retry.cap or "5m");
-        maxDeliver = worker.consumer.maxDeliver;
-      });
+    {
+      ackWaitMs = parseDurationMs "${optionPath name}.consumer.ackWait" worker.consumer.ackWait;
+      baseMs = parseDurationMs "${optionPath name}.settings.retry.base" (retry.base or "1s");
+      capMs = parseDurationMs "${optionPath name}.settings.retry.cap" (retry.cap or "5m");
+      maxDeliver = worker.consumer.maxDeliver;
+    };
+
+  # The backoff a consumer is declared with. The worker derives the same
+  # list from its `[retry]` and `ack_wait` and exits at startup when the
+  # server's differs, so there is no option to declare another one.
+  consumerBackoff = name: worker: map formatDurationMs (backoffScheduleMs (consumerTiming name worker));
+
+  # nats-server uses the first backoff delay as the consumer's ack_wait.
+  # Unless that delay equals `consumer.ackWait`, the server's ack_wait
+  # differs from the worker's and the worker exits at startup.
+  firstBackoffMs =
+    name: worker:
+    let
+      backoff = backoffScheduleMs (consumerTiming name worker);
+    in
+    if backoff == [ ] then null else builtins.head backoff;
 
   consumerSettings =
     worker:
@@ -383,16 +395,42 @@ let
     };
   };
 
-  # Arguments before the subcommand of every akira-workerctl unit; the
+  # Connection arguments of an akira-workerctl unit, placed before the
+  # subcommand. Each secret reaches the unit with LoadCredential= under the
+  # name the workers use, and `%d` is the unit's credentials directory. The
   # server list comes from NATS_URL in the unit's environment.
-  workerctlGlobalArgs =
-    credentialsFile: lib.optionals (credentialsFile != null) [ "--creds" "%d/nats-creds" ];
+  workerctlConnectionArgs =
+    nats:
+    let
+      files = natsCredentialFiles nats;
+      fileFlag = credential: flag: lib.optionals (files ? ${credential}) [ flag "%d/${credential}" ];
+    in
+    fileFlag "nats-creds" "--creds"
+    ++ lib.optionals (nats.user != null) [
+      "--user"
+      (escapeExecArg nats.user)
+    ]
+    ++ fileFlag "nats-password" "--password-file"
+    ++ fileFlag "nats-token" "--token-file"
+    ++ fileFlag "nats-nkey" "--nkey"
+    ++ fileFlag "nats-ca" "--tls-ca"
+    ++ fileFlag "nats-cert" "--tls-cert"
+    ++ fileFlag "nats-key" "--tls-key";
 
-  workerctlEnvironment = cfg: { NATS_URL = lib.concatStringsSep "," cfg.nats.servers; };
+  workerctlEnvironment = nats: { NATS_URL = lib.concatStringsSep "," nats.servers; };
 
   workerctlCredentials =
-    credentialsFile:
-    lib.optionalAttrs (credentialsFile != null) { LoadCredential = [ "nats-creds:${credentialsFile}" ]; };
+    nats:
+    let
+      files = natsCredentialFiles nats;
+    in
+    lib.optionalAttrs (files != { }) { LoadCredential = loadCredentialEntries files; };
+
+  workerctlCommand =
+    cfg: nats: arguments:
+    lib.concatStringsSep " " (
+      [ (lib.getExe' cfg.package "akira-workerctl") ] ++ workerctlConnectionArgs nats ++ arguments
+    );
 
   # The provisioning unit applies the declarations at boot and is reloaded,
   # not restarted, when they change on a switch: worker units require it,
@@ -404,16 +442,12 @@ let
       natsRunsLocally,
     }:
     let
-      apply = lib.concatStringsSep " " (
-        [ (lib.getExe' cfg.package "akira-workerctl") ]
-        ++ workerctlGlobalArgs cfg.provision.credentialsFile
-        ++ [
-          "apply"
-          "/etc/${declarationsEtcPath}"
-          "--wait"
-          (escapeExecArg cfg.provision.wait)
-        ]
-      );
+      apply = workerctlCommand cfg cfg.provision.nats [
+        "apply"
+        "/etc/${declarationsEtcPath}"
+        "--wait"
+        (escapeExecArg cfg.provision.wait)
+      ];
       natsUnits = lib.optional natsRunsLocally "nats.service";
     in
     {
@@ -421,7 +455,7 @@ let
       wantedBy = [ "multi-user.target" ];
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ] ++ natsUnits;
-      environment = workerctlEnvironment cfg;
+      environment = workerctlEnvironment cfg.provision.nats;
       reloadIfChanged = true;
       reloadTriggers = [ declarationsFile ];
       serviceConfig =
@@ -434,12 +468,12 @@ let
           ExecReload = apply;
           MemoryMax = "256M";
         }
-        // workerctlCredentials cfg.provision.credentialsFile;
+        // workerctlCredentials cfg.provision.nats;
     };
 
-  # NOTE: assumes `akira-workerctl dlq sentinel` runs in the foreground
-  # until SIGTERM and takes the global --creds flag like the other
-  # subcommands.
+  # `akira-workerctl dlq sentinel` runs until SIGTERM and sends READY=1
+  # once it has subscribed to the advisories, and STOPPING=1 on SIGTERM. It
+  # sends no WATCHDOG=1, so the unit has no WatchdogSec=.
   sentinelService =
     cfg:
     let
@@ -452,17 +486,16 @@ let
       wants = [ "network-online.target" ];
       after = [ "network-online.target" ] ++ dependencies;
       requires = dependencies;
-      environment = workerctlEnvironment cfg;
+      environment = workerctlEnvironment sentinel.nats;
       unitConfig = startLimit;
       serviceConfig =
         hardening
         // {
-          Type = "simple";
+          Type = "notify";
+          NotifyAccess = "main";
           User = sentinelUnit;
-          ExecStart = lib.concatStringsSep " " (
-            [ (lib.getExe' cfg.package "akira-workerctl") ]
-            ++ workerctlGlobalArgs cfg.nats.credentialsFile
-            ++ [
+          ExecStart = workerctlCommand cfg sentinel.nats (
+            [
               "dlq"
               "sentinel"
             ]
@@ -471,7 +504,7 @@ let
           MemoryMax = "256M";
         }
         // restartPolicy
-        // workerctlCredentials cfg.nats.credentialsFile;
+        // workerctlCredentials sentinel.nats;
     };
 
   streamDeclaration = name: stream: { inherit name; } // withoutNulls stream;
@@ -486,16 +519,17 @@ let
       ack_wait = worker.consumer.ackWait;
       max_deliver = worker.consumer.maxDeliver;
       max_ack_pending = worker.consumer.maxAckPending;
+      # Declared even when empty (maxDeliver = 1), so apply removes a
+      # backoff left from an earlier declaration.
+      backoff = consumerBackoff name worker;
     }
-    // (
-      let
-        backoff = consumerBackoff name worker;
-      in
-      lib.optionalAttrs (backoff != [ ]) { inherit backoff; }
-    )
     // lib.optionalAttrs (worker.class == "push") {
       deliver_subject = worker.consumer.deliverSubject;
       deliver_group = worker.consumer.deliverGroup;
+      # The push worker answers flow-control requests and counts a
+      # consumer without heartbeats as stalled; with `worker.ensure` the
+      # library creates its consumer with the same two settings.
+      flow_control = true;
       idle_heartbeat = worker.settings.consumer.idle_heartbeat or "5s";
     };
 
@@ -514,10 +548,12 @@ in
   inherit
     backoffScheduleMs
     consumerBackoff
+    consumerTiming
     declarations
     declarationsEtcPath
     enabledWorkers
     escapeExecArg
+    firstBackoffMs
     formatDurationMs
     hardening
     isConsumerWorker
@@ -534,5 +570,6 @@ in
     workerService
     workerSettings
     workerTimer
+    workerctlConnectionArgs
     ;
 }

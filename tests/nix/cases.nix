@@ -128,8 +128,59 @@ in
       { services.akira-workers.nats.tls.certFile = "/run/secrets/akira/client.crt"; }
       (worker "alert-relay" { class = "core"; })
     ];
+    expected = [ "services.akira-workers.nats.tls: certFile and keyFile go together" ];
+  };
+
+  worker-certificate-without-key = {
+    modules = [
+      (worker "alert-relay" {
+        class = "core";
+        nats.tls.certFile = "/run/secrets/akira/relay.crt";
+      })
+    ];
     expected = [
       "services.akira-workers.workers.alert-relay.nats.tls: certFile and keyFile go together"
+    ];
+  };
+
+  provision-user-without-password = {
+    modules = [
+      { services.akira-workers.provision.nats.user = "provision"; }
+      (worker "alert-relay" { class = "core"; })
+    ];
+    expected = [
+      "services.akira-workers.provision.nats: user and passwordFile go together"
+    ];
+  };
+
+  sentinel-certificate-without-key = {
+    modules = [
+      {
+        services.akira-workers.deadLetterSentinel = {
+          enable = true;
+          nats.tls.keyFile = "/run/secrets/akira/sentinel.key";
+        };
+      }
+    ];
+    expected = [
+      "services.akira-workers.deadLetterSentinel.nats.tls: certFile and keyFile go together"
+    ];
+  };
+
+  retry-base-longer-than-ack-wait = {
+    modules = [
+      (stream "CDR" [ "akira.cdr.>" ])
+      (worker "cdr-pipeline" {
+        class = "pull";
+        consumer = {
+          stream = "CDR";
+          ackWait = "5s";
+        };
+        settings.retry.base = "10s";
+      })
+    ];
+    expected = [
+      "services.akira-workers.workers.cdr-pipeline: the first backoff delay, min(settings.retry.cap, settings.retry.base), is 10s, longer than consumer.ackWait 5s"
     ];
   };
 

@@ -54,12 +54,21 @@ class Checker:
             self.failures.append(f"{where}: {detail}")
 
 
-def seconds(value):
-    """Convert "<n>s", "<n>m" or "<n>h" into seconds."""
-    match = re.fullmatch(r"(\d+)(s|m|h)", value)
+DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(value):
+    """Convert "<n><unit>" with a unit of ms, s, m, h or d into seconds."""
+    match = re.fullmatch(r"(\d+)(ms|s|m|h|d)", value)
     if match is None:
-        raise ValueError(f"invalid duration {value!r}: expected <n>s, <n>m or <n>h")
-    return int(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+        raise ValueError(f"invalid duration {value!r}: expected <n>ms, <n>s, <n>m, <n>h or <n>d")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2)]
+
+
+def library_backoff(ack_wait, base, cap, max_deliver):
+    """The backoff the worker library expects, written independently of lib.nix:
+    max(ack_wait, min(cap, base * 2^i)) for i in 0 .. max_deliver - 2."""
+    return [max(ack_wait, min(cap, base * 2**i)) for i in range(max_deliver - 1)]
 
 
 def check_function_tests(check, suite):
@@ -123,8 +132,8 @@ def check_long_running(check, host, unit, worker):
         {"StartLimitIntervalSec", "StartLimitBurst"} <= set(service["unitConfig"]),
         f"StartLimitIntervalSec/StartLimitBurst missing from [Unit]: {service['unitConfig']!r}",
     )
-    stop = seconds(config["TimeoutStopSec"])
-    shutdown = seconds(settings["worker"]["shutdown_timeout"])
+    stop = duration_seconds(config["TimeoutStopSec"])
+    shutdown = duration_seconds(settings["worker"]["shutdown_timeout"])
     check.true(
         f"{unit} TimeoutStopSec",
         stop > shutdown,
@@ -268,12 +277,20 @@ def check_sample_provision(check, host):
     check_hardening(check, PROVISION, config)
 
     sentinel = host["services"][SENTINEL]
+    sentinel_config = sentinel["serviceConfig"]
     check.true(
         f"{SENTINEL} ExecStart",
-        sentinel["serviceConfig"].get("ExecStart", "").endswith("akira-workerctl --creds %d/nats-creds dlq sentinel"),
-        f"unexpected ExecStart {sentinel['serviceConfig'].get('ExecStart')!r}",
+        re.fullmatch(r"/nix/store/\S+/bin/akira-workerctl --creds %d/nats-creds dlq sentinel", sentinel_config.get("ExecStart", ""))
+        is not None,
+        f"unexpected ExecStart {sentinel_config.get('ExecStart')!r}",
     )
-    check.equal(f"{SENTINEL} Restart", sentinel["serviceConfig"].get("Restart"), "always")
+    # akira-workerctl dlq sentinel sends READY=1 once subscribed, and no WATCHDOG=1.
+    check.equal(f"{SENTINEL} Type", sentinel_config.get("Type"), "notify")
+    check.equal(f"{SENTINEL} NotifyAccess", sentinel_config.get("NotifyAccess"), "main")
+    check.true(f"{SENTINEL} WatchdogSec", "WatchdogSec" not in sentinel_config, "the sentinel sends no WATCHDOG=1")
+    check.equal(f"{SENTINEL} LoadCredential", sentinel_config.get("LoadCredential"), [NATS_CREDS])
+    check.equal(f"{SENTINEL} NATS_URL", sentinel["environment"].get("NATS_URL"), "nats://127.0.0.1:4222")
+    check.equal(f"{SENTINEL} Restart", sentinel_config.get("Restart"), "always")
     check_ordering_after_provision(check, SENTINEL, sentinel)
     check_hardening(check, SENTINEL, sentinel["serviceConfig"])
     check.equal("system packages", host["systemPackages"], ["akira-workers"])
@@ -342,21 +359,44 @@ def check_sample_declarations(check, host):
             "backoff": ["1m", "1m", "1m", "1m", "80s", "160s", "320s"],
             "deliver_subject": "akira.deliver.notification-dispatcher",
             "deliver_group": "notification-dispatcher",
+            "flow_control": True,
             "idle_heartbeat": "5s",
         },
     )
 
-    # Each worker's [consumer] and [retry] must agree with its declaration.
+    check_consumers_match_workers(check, "sample host", host)
+
+
+def check_consumers_match_workers(check, where, host):
+    """Each worker's [consumer] and [retry] must agree with its declaration,
+    including the backoff, which the worker derives and checks at startup."""
+    consumers = {consumer["durable_name"]: consumer for consumer in host["declarations"]["consumers"]}
     for unit, settings in sorted(host["workerSettings"].items()):
         if "consumer" not in settings:
             continue
         declared = consumers.get(settings["consumer"].get("durable_name"))
         if declared is None:
-            check.true(unit, False, f"no consumer declaration for {settings['consumer']!r}")
+            check.true(f"{where} {unit}", False, f"no consumer declaration for {settings['consumer']!r}")
             continue
         for key in ("stream", "filter_subject", "ack_wait", "max_ack_pending", "deliver_subject", "deliver_group"):
-            check.equal(f"{unit} settings consumer.{key}", settings["consumer"].get(key), declared.get(key))
-        check.equal(f"{unit} settings retry.max_deliver", settings["retry"]["max_deliver"], declared["max_deliver"])
+            check.equal(f"{where} {unit} settings consumer.{key}", settings["consumer"].get(key), declared.get(key))
+        check.equal(f"{where} {unit} settings retry.max_deliver", settings["retry"]["max_deliver"], declared["max_deliver"])
+
+        retry = settings["retry"]
+        expected = library_backoff(
+            ack_wait=duration_seconds(settings["consumer"]["ack_wait"]),
+            base=duration_seconds(retry.get("base", "1s")),
+            cap=duration_seconds(retry.get("cap", "5m")),
+            max_deliver=retry["max_deliver"],
+        )
+        declared_backoff = [duration_seconds(delay) for delay in declared.get("backoff", [])]
+        check.equal(f"{where} {unit} declared backoff (seconds)", declared_backoff, expected)
+        if declared_backoff:
+            check.equal(
+                f"{where} {unit} first backoff delay (nats-server's ack_wait)",
+                declared_backoff[0],
+                duration_seconds(declared["ack_wait"]),
+            )
 
 
 def check_remote_nats(check, suite):
@@ -374,7 +414,20 @@ def check_remote_nats(check, suite):
         provision["environment"].get("NATS_URL"),
         "tls://nats-1.example.org:4222,tls://nats-2.example.org:4222",
     )
-    check.true("remote NATS: no --creds", "--creds" not in provision["serviceConfig"]["ExecStart"], "unexpected --creds")
+    check.true(
+        "remote NATS: provisioning ExecStart",
+        re.fullmatch(
+            r"/nix/store/\S+/bin/akira-workerctl --nkey %d/nats-nkey apply /etc/akira-workers/declarations\.toml --wait 60s",
+            provision["serviceConfig"]["ExecStart"],
+        )
+        is not None,
+        f"unexpected ExecStart {provision['serviceConfig']['ExecStart']!r}",
+    )
+    check.equal(
+        "remote NATS: provisioning LoadCredential",
+        provision["serviceConfig"].get("LoadCredential"),
+        ["nats-nkey:/run/secrets/akira/nkey"],
+    )
     check.equal("remote NATS: nkey seed setting", settings["nats"].get("nkey_seed_file"), "$CREDENTIALS_DIRECTORY/nats-nkey")
     check.equal(
         "remote NATS: nkey seed credential",
@@ -382,11 +435,7 @@ def check_remote_nats(check, suite):
         ["nats-nkey:/run/secrets/akira/nkey"],
     )
     check.equal("remote NATS: worker servers", settings["nats"]["servers"], ["tls://nats-1.example.org:4222", "tls://nats-2.example.org:4222"])
-    check.true(
-        "remote NATS: warning",
-        any("nkeySeedFile" in warning and "akira-workerctl" in warning for warning in host["warnings"]),
-        f"no warning about akira-workerctl authentication: {host['warnings']!r}",
-    )
+    check.equal("remote NATS: warnings", host["warnings"], [])
 
     disabled = suite["provisionDisabled"]
     check.true(
@@ -406,6 +455,55 @@ def check_remote_nats(check, suite):
         DECLARATIONS_ETC not in disabled["etc"],
         "declarations file installed although provision.enable = false",
     )
+
+
+def check_workerctl_credentials(check, suite):
+    """Every connection option reaches akira-workerctl as the flag its --help lists."""
+    host = suite["workerctlCredentials"]
+    provision = host["services"][PROVISION]["serviceConfig"]
+    sentinel = host["services"][SENTINEL]["serviceConfig"]
+    connection = (
+        "--user akira --password-file %d/nats-password --token-file %d/nats-token"
+        " --nkey %d/nats-nkey --tls-ca %d/nats-ca --tls-cert %d/nats-cert --tls-key %d/nats-key"
+    )
+    check.true(
+        "workerctl credentials: provisioning ExecStart",
+        re.fullmatch(
+            r"/nix/store/\S+/bin/akira-workerctl --creds %d/nats-creds " + re.escape(connection)
+            + r" apply /etc/akira-workers/declarations\.toml --wait 60s",
+            provision["ExecStart"],
+        )
+        is not None,
+        f"unexpected ExecStart {provision['ExecStart']!r}",
+    )
+    check.true(
+        "workerctl credentials: sentinel ExecStart",
+        re.fullmatch(
+            r"/nix/store/\S+/bin/akira-workerctl --creds %d/nats-creds " + re.escape(connection) + " dlq sentinel",
+            sentinel["ExecStart"],
+        )
+        is not None,
+        f"unexpected ExecStart {sentinel['ExecStart']!r}",
+    )
+    expected_credentials = sorted([
+        "nats-ca:/run/secrets/akira/ca.pem",
+        "nats-cert:/run/secrets/akira/client.pem",
+        "nats-key:/run/secrets/akira/client.key",
+        "nats-nkey:/run/secrets/akira/nkey",
+        "nats-password:/run/secrets/akira/password",
+        "nats-token:/run/secrets/akira/token",
+    ])
+    check.equal(
+        "workerctl credentials: provisioning LoadCredential",
+        sorted(provision["LoadCredential"]),
+        sorted(expected_credentials + ["nats-creds:/run/secrets/akira/provision.creds"]),
+    )
+    check.equal(
+        "workerctl credentials: sentinel LoadCredential",
+        sorted(sentinel["LoadCredential"]),
+        sorted(expected_credentials + ["nats-creds:/run/secrets/akira/nats.creds"]),
+    )
+    check.equal("workerctl credentials: failed assertions", host["failedAssertions"], [])
 
 
 def check_vm_tests(check, suite):
@@ -428,6 +526,8 @@ def check_vm_tests(check, suite):
             units |= {f"{unit}.timer" for unit in host["timers"]}
         for mentioned in sorted(set(re.findall(r"akira-[a-z0-9-]+\.(?:service|timer)", test["script"]))):
             check.true(where, mentioned in units, f"the script uses {mentioned}, which the node does not define")
+        for tested_host in hosts:
+            check_consumers_match_workers(check, where, tested_host)
 
     provision = suite["vm"]["provision"]["host"]
     changed = provision["specialisations"].get("changed")
@@ -466,6 +566,7 @@ def main():
     check_sample_provision(check, host)
     check_sample_declarations(check, host)
     check_remote_nats(check, suite)
+    check_workerctl_credentials(check, suite)
     check_vm_tests(check, suite)
 
     for failure in check.failures:

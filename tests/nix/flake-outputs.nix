@@ -97,7 +97,7 @@ in
   );
   nextestPreCheck = self.checks.x86_64-linux.nextest.args.preCheck;
   clippyArgs = self.checks.x86_64-linux.clippy.args.cargoClippyExtraArgs;
-  flakyExample = self.packages.x86_64-linux.akira-example-flaky.args.cargoExtraArgs;
+  exampleWorkerCargoArgs = self.packages.x86_64-linux.akira-example-worker.args.cargoExtraArgs;
   defaultModuleExecStart = defaultModuleHost.services.akira-alert-relay.serviceConfig.ExecStart;
   defaultPackage = toString self.packages.x86_64-linux.default;
 }

@@ -16,7 +16,7 @@ let
       nixosModule = ../../nixos-modules/akira-workers;
       packages = {
         default = pkgs.akira-workers;
-        akira-example-flaky = pkgs.fakePackage "akira-example-flaky";
+        akira-example-worker = pkgs.fakePackage "akira-example-worker";
       };
     };
     runTest = test: test;
@@ -158,6 +158,29 @@ in
   provisionDisabled = harness.host [
     remoteNats
     { services.akira-workers.provision.enable = false; }
+  ];
+
+  # Every connection option set globally; the provisioning unit overrides
+  # the credentials file and inherits the rest.
+  workerctlCredentials = harness.host [
+    {
+      services.akira-workers = {
+        nats = {
+          credentialsFile = "/run/secrets/akira/nats.creds";
+          user = "akira";
+          passwordFile = "/run/secrets/akira/password";
+          tokenFile = "/run/secrets/akira/token";
+          nkeySeedFile = "/run/secrets/akira/nkey";
+          tls = {
+            caFile = "/run/secrets/akira/ca.pem";
+            certFile = "/run/secrets/akira/client.pem";
+            keyFile = "/run/secrets/akira/client.key";
+          };
+        };
+        provision.nats.credentialsFile = "/run/secrets/akira/provision.creds";
+        deadLetterSentinel.enable = true;
+      };
+    }
   ];
 
   # A stream declared with an invalid duration must stop the evaluation

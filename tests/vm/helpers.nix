@@ -1,11 +1,22 @@
 # Shared pieces of the VM tests: the base node, the example worker that
-# fails on purpose, and Python helpers for the test scripts.
+# fails, sleeps or exits on purpose, and Python helpers for the test
+# scripts.
 #
 # `akira` carries the flake's NixOS module (`nixosModule`) and packages
 # (`packages`); the offline evaluation tests pass stand-ins for both.
 { lib, akira }:
+let
+  # File where the example worker appends one line per handled message.
+  # DynamicUser= leaves the worker only its StateDirectory= (set by
+  # `stateful`) to write to.
+  recordFile = "/var/lib/akira-example/records.txt";
+
+  # A binary of the akira-example-worker package: `akira-example-worker`
+  # or `akira-example-job`.
+  exampleProgram = lib.getExe' akira.packages.akira-example-worker;
+in
 {
-  inherit lib;
+  inherit lib exampleProgram;
 
   # A node with a local NATS server with JetStream, the nats CLI and curl
   # for the assertions, and the akira package.
@@ -30,22 +41,22 @@
       virtualisation.memorySize = 1536;
     };
 
-  # The `akira-example-flaky` example worker as a pull worker named `flaky`
-  # on the stream `TEST`. Its `[flaky]` table sets `fail_times` (deliveries
-  # that fail with a retryable error before the handler succeeds),
-  # `permanent` (every delivery fails with a permanent error) and
-  # `handler_delay` (time the handler takes per message).
-  # NOTE: this table is the assumed interface of the example binary in
-  # crates/akira-workers/examples/; keep both in step.
-  flakyWorker =
+  # `akira-example-worker` as the pull worker `example` on the stream
+  # `TEST`. `example` is its `[example]` table: `behaviour` (ok,
+  # fail-then-succeed, always-fail, permanent, panic-once, sleep, poison),
+  # `fail_times`, `sleep` and `poison`; see
+  # crates/akira-example-worker/src/main.rs. The backoff derived from
+  # these values is 5s for every redelivery.
+  exampleWorker =
     {
-      flaky,
+      example,
       consumer ? { },
       settings ? { },
     }:
     {
       class = "pull";
-      executable = lib.getExe' akira.packages.akira-example-flaky "akira-example-flaky";
+      executable = exampleProgram "akira-example-worker";
+      stateful = true;
       metrics.port = 9464;
       consumer = {
         stream = "TEST";
@@ -59,7 +70,11 @@
           base = "1s";
           cap = "2s";
         };
-        inherit flaky;
+        example = {
+          class = "pull";
+          record_file = recordFile;
+        }
+        // example;
       } settings;
     };
 
@@ -76,6 +91,7 @@
     import re
 
     NATS = "nats --server nats://127.0.0.1:4222"
+    RECORD_FILE = "${recordFile}"
     SECOND = 1_000_000_000
     MINUTE = 60 * SECOND
     HOUR = 60 * MINUTE
@@ -137,6 +153,25 @@
 
     def dead_letter_count():
         return stream_info("AKIRA_DLQ")["state"]["messages"]
+
+
+    def records():
+        """Return the example worker's record lines as
+        (subject, stream sequence, delivery count, "ok" or "failed", payload)."""
+        text = machine.succeed(f"cat {RECORD_FILE} 2>/dev/null || true")
+        lines = []
+        for line in text.splitlines():
+            subject, sequence, delivered, result, payload = line.split(" ", 4)
+            lines.append((subject, int(sequence), int(delivered), result, payload))
+        return lines
+
+
+    def restart_count(unit):
+        return int(machine.succeed(f"systemctl show --property=NRestarts --value {unit}"))
+
+
+    def worker_metrics():
+        return machine.succeed("curl --fail --silent http://127.0.0.1:9464/metrics")
 
   '';
 }

@@ -1,10 +1,14 @@
 # The provisioning unit creates the declared streams and consumers, and a
 # switch that changes a mutable option updates them by reloading the unit,
-# not restarting it.
+# not restarting it. The worker starts against the consumer before and
+# after the switch, which shows that the declared backoff matches the one
+# it derives.
+#
+# Mirrored by `provision` in crates/akira-e2e/tests/vm_mirror.rs.
 {
   lib,
   baseNode,
-  flakyWorker,
+  exampleWorker,
   pythonHelpers,
   testStream,
   ...
@@ -18,8 +22,8 @@
       streams.TEST = testStream // {
         max_age = "1h";
       };
-      workers.flaky = flakyWorker {
-        flaky.fail_times = 0;
+      workers.example = exampleWorker {
+        example.behaviour = "ok";
         consumer.maxAckPending = 100;
       };
     };
@@ -27,7 +31,7 @@
     specialisation.changed.configuration = {
       services.akira-workers = {
         streams.TEST.max_age = lib.mkForce "2h";
-        workers.flaky.consumer.maxAckPending = lib.mkForce 50;
+        workers.example.consumer.maxAckPending = lib.mkForce 50;
       };
     };
   };
@@ -54,8 +58,8 @@
           "subjects": ["akira.test.>"],
           "max_age": HOUR,
       })
-      assert_fields("consumer TEST/flaky", consumer_info("TEST", "flaky")["config"], {
-          "durable_name": "flaky",
+      assert_fields("consumer TEST/example", consumer_info("TEST", "example")["config"], {
+          "durable_name": "example",
           "filter_subject": "akira.test.>",
           "ack_policy": "explicit",
           "ack_wait": 5 * SECOND,
@@ -63,6 +67,10 @@
           "backoff": [5 * SECOND] * 4,
           "max_ack_pending": 100,
       })
+
+      machine.wait_for_unit("akira-example.service")
+      machine.succeed(f"{NATS} pub akira.test.before 'before the switch'")
+      wait_for_json("consumer info TEST example", ".ack_floor.stream_seq == 1", timeout=60)
 
       invocation = machine.succeed(
           "systemctl show --property=InvocationID --value akira-nats-provision.service"
@@ -73,14 +81,23 @@
 
       assert_fields("TEST after the switch", stream_info("TEST")["config"], {"max_age": 2 * HOUR})
       assert_fields(
-          "consumer TEST/flaky after the switch",
-          consumer_info("TEST", "flaky")["config"],
-          {"max_ack_pending": 50},
+          "consumer TEST/example after the switch",
+          consumer_info("TEST", "example")["config"],
+          {"max_ack_pending": 50, "backoff": [5 * SECOND] * 4},
       )
       reloaded = machine.succeed(
           "systemctl show --property=InvocationID --value akira-nats-provision.service"
       ).strip()
       assert reloaded == invocation, "the switch restarted akira-nats-provision.service instead of reloading it"
-      machine.wait_for_unit("akira-flaky.service")
+
+      # A second apply of the same declarations finds nothing to change.
+      machine.succeed("akira-workerctl apply /etc/akira-workers/declarations.toml --dry-run")
+
+      machine.wait_for_unit("akira-example.service")
+      machine.succeed(f"{NATS} pub akira.test.after 'after the switch'")
+      wait_for_json("consumer info TEST example", ".ack_floor.stream_seq == 2", timeout=60)
+      handled = [(subject, result) for subject, _, _, result, _ in records()]
+      expected = [("akira.test.before", "ok"), ("akira.test.after", "ok")]
+      assert handled == expected, f"expected the worker to handle {expected}, got {handled}"
     '';
 }

@@ -552,6 +552,44 @@ def check_vm_tests(check, suite):
     )
 
 
+def first_difference(actual, expected, path="$"):
+    """Return the JSON path and both values of the first place where two values differ."""
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        for key in sorted(set(actual) | set(expected)):
+            if key not in actual or key not in expected:
+                return f"{path}.{key}", actual.get(key, "<missing>"), expected.get(key, "<missing>")
+            difference = first_difference(actual[key], expected[key], f"{path}.{key}")
+            if difference:
+                return difference
+        return None
+    if isinstance(actual, list) and isinstance(expected, list) and len(actual) == len(expected):
+        for index, (left, right) in enumerate(zip(actual, expected)):
+            difference = first_difference(left, right, f"{path}[{index}]")
+            if difference:
+                return difference
+        return None
+    return None if actual == expected else (path, actual, expected)
+
+
+def check_fixtures(check, suite):
+    """The Rust end-to-end tests read what the module generates from committed copies."""
+    fixtures = suite["fixtures"]
+    for name, generated in sorted(fixtures["generated"].items()):
+        path = f"{fixtures['directory']}/{name}.json"
+        committed = fixtures["committed"].get(name)
+        if committed is None:
+            check.true(path, False, "missing; run `tests/nix/run --write-fixtures` and commit it")
+            continue
+        difference = first_difference(generated, committed)
+        check.true(
+            path,
+            difference is None,
+            "differs from what the module generates"
+            + (f" at {difference[0]}: module {difference[1]!r}, file {difference[2]!r}" if difference else "")
+            + "; run `tests/nix/run --write-fixtures`, rerun the Rust end-to-end tests and commit the file",
+        )
+
+
 def main():
     source = sys.argv[1] if len(sys.argv) > 1 else "-"
     with (sys.stdin if source == "-" else open(source)) as handle:
@@ -568,6 +606,7 @@ def main():
     check_remote_nats(check, suite)
     check_workerctl_credentials(check, suite)
     check_vm_tests(check, suite)
+    check_fixtures(check, suite)
 
     for failure in check.failures:
         print(f"FAIL {failure}")

@@ -36,6 +36,84 @@ let
       workers.alert-relay.class = "core";
     };
   };
+
+  # Every connection option set globally; the provisioning unit overrides
+  # the credentials file and inherits the rest.
+  workerctlCredentials = harness.host [
+    {
+      services.akira-workers = {
+        nats = {
+          credentialsFile = "/run/secrets/akira/nats.creds";
+          user = "akira";
+          passwordFile = "/run/secrets/akira/password";
+          tokenFile = "/run/secrets/akira/token";
+          nkeySeedFile = "/run/secrets/akira/nkey";
+          tls = {
+            caFile = "/run/secrets/akira/ca.pem";
+            certFile = "/run/secrets/akira/client.pem";
+            keyFile = "/run/secrets/akira/client.key";
+          };
+        };
+        provision.nats.credentialsFile = "/run/secrets/akira/provision.creds";
+        deadLetterSentinel.enable = true;
+      };
+    }
+  ];
+
+  sampleHost = harness.host [ ./sample-host.nix ];
+
+  vm = lib.mapAttrs (
+    _: test:
+    let
+      script = if builtins.isFunction test.testScript then test.testScript { nodes = vmNodes; } else test.testScript;
+    in
+    {
+      inherit (test) name;
+      inherit script;
+      host = harness.host [ test.nodes.machine ];
+    }
+  ) vmTests;
+
+  # The Rust end-to-end tests in crates/akira-e2e run the real binaries with
+  # these settings, declarations and akira-workerctl arguments, so they test
+  # what the module generates.
+  fixtureDirectory = ../../crates/akira-e2e/fixtures/module;
+
+  readFixture =
+    name:
+    let
+      path = fixtureDirectory + "/${name}.json";
+    in
+    if builtins.pathExists path then builtins.fromJSON (builtins.readFile path) else null;
+
+  # The arguments of an akira-workerctl unit's ExecStart, without the
+  # program; none of the generated arguments contains a space.
+  workerctlArguments = service: lib.drop 1 (lib.splitString " " service.serviceConfig.ExecStart);
+
+  moduleFixture =
+    host:
+    {
+      inherit (host) declarations;
+      workers = host.workerSettings;
+      # The binary each worker unit starts, by unit name.
+      programs = lib.mapAttrs (
+        unit: _: baseNameOf (builtins.head (lib.splitString " " host.services.${unit}.serviceConfig.ExecStart))
+      ) host.workerSettings;
+      workerctl = lib.mapAttrs (_: workerctlArguments) (
+        lib.getAttrs (lib.intersectLists [ akiraLib.provisionUnit akiraLib.sentinelUnit ] (
+          builtins.attrNames host.services
+        )) host.services
+      );
+    }
+    // lib.optionalAttrs ((host.specialisations or { }) != { }) {
+      specialisations = lib.mapAttrs (_: moduleFixture) host.specialisations;
+    };
+
+  generatedFixtures = {
+    sample-host = moduleFixture sampleHost;
+    workerctl-credentials = moduleFixture workerctlCredentials;
+  }
+  // lib.mapAttrs (_: test: moduleFixture test.host) vm;
 in
 {
   functionTests = lib.runTests {
@@ -151,8 +229,6 @@ in
     };
   };
 
-  sampleHost = harness.host [ ./sample-host.nix ];
-
   remoteNats = harness.host [ remoteNats ];
 
   provisionDisabled = harness.host [
@@ -160,28 +236,7 @@ in
     { services.akira-workers.provision.enable = false; }
   ];
 
-  # Every connection option set globally; the provisioning unit overrides
-  # the credentials file and inherits the rest.
-  workerctlCredentials = harness.host [
-    {
-      services.akira-workers = {
-        nats = {
-          credentialsFile = "/run/secrets/akira/nats.creds";
-          user = "akira";
-          passwordFile = "/run/secrets/akira/password";
-          tokenFile = "/run/secrets/akira/token";
-          nkeySeedFile = "/run/secrets/akira/nkey";
-          tls = {
-            caFile = "/run/secrets/akira/ca.pem";
-            certFile = "/run/secrets/akira/client.pem";
-            keyFile = "/run/secrets/akira/client.key";
-          };
-        };
-        provision.nats.credentialsFile = "/run/secrets/akira/provision.creds";
-        deadLetterSentinel.enable = true;
-      };
-    }
-  ];
+  inherit sampleHost workerctlCredentials vm;
 
   # A stream declared with an invalid duration must stop the evaluation
   # with the option path in the message (checked by tests/nix/run).
@@ -205,15 +260,11 @@ in
     failed = harness.failedAssertions case.modules;
   }) (import ./cases.nix);
 
-  vm = lib.mapAttrs (
-    _: test:
-    let
-      script = if builtins.isFunction test.testScript then test.testScript { nodes = vmNodes; } else test.testScript;
-    in
-    {
-      inherit (test) name;
-      inherit script;
-      host = harness.host [ test.nodes.machine ];
-    }
-  ) vmTests;
+  # What the module generates for the hosts that the Rust end-to-end tests
+  # run against, and the copies committed for those tests.
+  fixtures = {
+    directory = "crates/akira-e2e/fixtures/module";
+    generated = generatedFixtures;
+    committed = lib.mapAttrs (name: _: readFixture name) generatedFixtures;
+  };
 }

@@ -17,8 +17,9 @@
     imports = [ baseNode ];
     services.akira-workers = {
       streams.TEST = testStream;
-      # Batches of 10 handled one message at a time, 100 ms each: 200
-      # messages take about 20 s, so the kill lands in the middle of a batch.
+      # At most 10 messages held at once, 100 ms each: 200 messages take
+      # 10 s or more, so the kill lands while the worker holds fetched
+      # messages.
       workers.example = exampleWorker {
         example = {
           behaviour = "sleep";

@@ -182,6 +182,13 @@ in
           "$PG_BIN/initdb" --version
         '';
         cargoNextestExtraArgs = "--no-tests=fail";
+        # The end-to-end tests in crates/akira-e2e run the workspace's
+        # binaries from the profile directory, and cargo builds a binary for
+        # the tests only when its own package has integration tests.
+        buildPhaseCargoCommand = ''
+          mkdir -p $out
+          cargo build --workspace --bins ''${CARGO_PROFILE:+--profile $CARGO_PROFILE}
+        '';
       }
     );
   };

@@ -109,6 +109,11 @@ def check_outputs(failures, outputs, repository):
     expect("akira-example-worker cargo arguments", outputs["exampleWorkerCargoArgs"], "--package akira-example-worker")
     if "--deny warnings" not in outputs["clippyArgs"]:
         failures.append(f"clippy check does not deny warnings: {outputs['clippyArgs']!r}")
+    if "cargo build --workspace --bins" not in outputs["nextestBuild"]:
+        failures.append(
+            "the nextest check does not build the workspace binaries that crates/akira-e2e runs: "
+            f"{outputs['nextestBuild']!r}"
+        )
     for variable in ("NATS_SERVER_BIN", "PG_BIN"):
         if f"export {variable}=" not in outputs["nextestPreCheck"]:
             failures.append(f"nextest preCheck does not export {variable}")

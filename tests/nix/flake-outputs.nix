@@ -96,6 +96,7 @@ in
     lib.filterAttrs (name: _: lib.hasPrefix "vm-" name) self.checks.x86_64-linux
   );
   nextestPreCheck = self.checks.x86_64-linux.nextest.args.preCheck;
+  nextestBuild = self.checks.x86_64-linux.nextest.args.buildPhaseCargoCommand;
   clippyArgs = self.checks.x86_64-linux.clippy.args.cargoClippyExtraArgs;
   exampleWorkerCargoArgs = self.packages.x86_64-linux.akira-example-worker.args.cargoExtraArgs;
   defaultModuleExecStart = defaultModuleHost.services.akira-alert-relay.serviceConfig.ExecStart;

@@ -1,1 +1,4 @@
-pub mod placeholder {}
+pub mod alertmanager;
+pub mod config;
+pub mod notify;
+pub mod routing;

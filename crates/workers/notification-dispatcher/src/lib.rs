@@ -12,3 +12,21 @@ pub mod notification;
 pub use config::{DispatcherSettings, Endpoint};
 pub use dispatch::{DeliveryError, Dispatcher};
 pub use notification::Notification;
+
+use std::time::Duration;
+
+use akira_workers::{Delivery, HandlerResult};
+
+/// Delivers one message from `NOTIFY`; a `Retry-After` longer than `max_delay` is cut to it.
+pub async fn handle(dispatcher: &Dispatcher, max_delay: Duration, delivery: Delivery) -> HandlerResult {
+    let outcome = dispatcher
+        .dispatch(delivery.payload(), Some(delivery.correlation_id()))
+        .await;
+    match outcome {
+        Ok(status) => {
+            tracing::debug!(status = status.as_u16(), "notification delivered");
+            Ok(())
+        }
+        Err(err) => Err(err.into_handler_error(max_delay)),
+    }
+}

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! A scripted HTTP receiver on 127.0.0.1 that records every request it gets.
 
 use std::collections::{HashMap, VecDeque};

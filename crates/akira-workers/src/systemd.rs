@@ -75,3 +75,13 @@ pub fn spawn_watchdog(health: Health, shutdown: CancellationToken) {
         }
     });
 }
+
+/// How often a main loop should record that it turns: often enough for the watchdog
+/// (a quarter of its interval), and at least once a second.
+pub fn tick_interval() -> Duration {
+    let second = Duration::from_secs(1);
+    match watchdog_interval() {
+        Some(interval) => (interval / 4).clamp(Duration::from_millis(10), second),
+        None => second,
+    }
+}

@@ -59,14 +59,18 @@ where
 
     let semaphore = Arc::new(Semaphore::new(settings.max_in_flight));
     let mut tasks = JoinSet::new();
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
     'receive: loop {
         while tasks.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            biased;
-            _ = runtime.shutdown.cancelled() => break 'receive,
-            permit = semaphore.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        // Handlers may hold every permit for a while; the loop still turns for the watchdog.
+        let permit = loop {
+            tokio::select! {
+                biased;
+                _ = runtime.shutdown.cancelled() => break 'receive,
+                permit = semaphore.clone().acquire_owned() => break permit.expect("semaphore is never closed"),
+                _ = ticker.tick() => runtime.health.tick(),
+            }
         };
         let message = loop {
             let mut merged = select_all(subscribers.iter_mut());

@@ -67,6 +67,7 @@ where
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
     let mut failures = 0u32;
+    let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
     'fetch: loop {
         while tasks.try_join_next().is_some() {}
@@ -76,7 +77,7 @@ where
         tokio::select! {
             biased;
             _ = runtime.shutdown.cancelled() => break 'fetch,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => continue 'fetch,
+            _ = ticker.tick() => continue 'fetch,
             permit = semaphore.clone().acquire_owned() => permits.push(permit.expect("semaphore is never closed")),
         }
         while permits.len() < batch_size {
@@ -108,6 +109,7 @@ where
             tokio::select! {
                 biased;
                 _ = runtime.shutdown.cancelled() => { stopping = true; break; }
+                _ = ticker.tick() => runtime.health.tick(),
                 item = batch.next() => match item {
                     Some(Ok(message)) => messages.push(message),
                     Some(Err(err)) => {

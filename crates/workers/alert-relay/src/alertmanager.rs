@@ -96,15 +96,16 @@ impl Webhook {
     /// Parses and checks a request body. JSON errors name the field, such as `alerts[0].status`.
     pub fn parse(body: &[u8]) -> Result<Webhook, InvalidPayload> {
         let mut deserializer = serde_json::Deserializer::from_slice(body);
-        let webhook: Webhook = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if path == "." {
-                InvalidPayload::Json(inner.to_string())
-            } else {
-                InvalidPayload::Json(format!("{path}: {inner}"))
-            }
-        })?;
+        let webhook: Webhook =
+            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                if path == "." {
+                    InvalidPayload::Json(inner.to_string())
+                } else {
+                    InvalidPayload::Json(format!("{path}: {inner}"))
+                }
+            })?;
         deserializer
             .end()
             .map_err(|err| InvalidPayload::Json(err.to_string()))?;
@@ -168,10 +169,13 @@ pub fn label_fingerprint(labels: &BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
 
-    const FIRING: &str = include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
-    const RESOLVED: &str = include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
-    const NO_FINGERPRINT: &str =
-        include_str!("../../../../examples/data/alertmanager/firing-three-alerts-no-fingerprint.json");
+    const FIRING: &str =
+        include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
+    const RESOLVED: &str =
+        include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
+    const NO_FINGERPRINT: &str = include_str!(
+        "../../../../examples/data/alertmanager/firing-three-alerts-no-fingerprint.json"
+    );
 
     #[test]
     fn parse_firing_sample() {
@@ -182,7 +186,11 @@ mod tests {
         let alert = &webhook.alerts[0];
         assert_eq!(alert.labels["alertname"], "DemoAlert");
         assert_eq!(alert.ends_at(), None);
-        assert!(alert.generator_url.contains("&g0.tab=1"), "{}", alert.generator_url);
+        assert!(
+            alert.generator_url.contains("&g0.tab=1"),
+            "{}",
+            alert.generator_url
+        );
     }
 
     #[test]
@@ -198,7 +206,10 @@ mod tests {
     fn parse_sample_without_fingerprint() {
         let webhook = Webhook::parse(NO_FINGERPRINT.as_bytes()).unwrap();
         assert_eq!(webhook.alerts.len(), 3);
-        assert!(webhook.alerts.iter().all(|alert| alert.fingerprint.is_none()));
+        assert!(webhook
+            .alerts
+            .iter()
+            .all(|alert| alert.fingerprint.is_none()));
         assert!(webhook.common_annotations.is_empty());
     }
 
@@ -238,15 +249,19 @@ mod tests {
 
     #[test]
     fn empty_alerts_is_rejected() {
-        let err = Webhook::parse(br#"{"version":"4","receiver":"r","status":"firing","alerts":[]}"#)
-            .unwrap_err()
-            .to_string();
+        let err =
+            Webhook::parse(br#"{"version":"4","receiver":"r","status":"firing","alerts":[]}"#)
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("`alerts` is empty"), "{err}");
     }
 
     #[test]
     fn bad_alert_status_names_path() {
-        let body = FIRING.replace("\"status\":\"firing\",\"labels\"", "\"status\":\"burning\",\"labels\"");
+        let body = FIRING.replace(
+            "\"status\":\"firing\",\"labels\"",
+            "\"status\":\"burning\",\"labels\"",
+        );
         let err = Webhook::parse(body.as_bytes()).unwrap_err().to_string();
         assert!(err.contains("alerts[0].status"), "{err}");
         assert!(err.contains("burning"), "{err}");
@@ -254,7 +269,9 @@ mod tests {
 
     #[test]
     fn bad_json_is_rejected() {
-        let err = Webhook::parse(b"{\"version\": \"4\",").unwrap_err().to_string();
+        let err = Webhook::parse(b"{\"version\": \"4\",")
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("invalid Alertmanager payload"), "{err}");
     }
 

@@ -38,7 +38,10 @@ impl RelaySettings {
             invalid(
                 "relay.listen",
                 origin,
-                format!("{:?} is not a socket address; write 127.0.0.1:9095", self.listen),
+                format!(
+                    "{:?} is not a socket address; write 127.0.0.1:9095",
+                    self.listen
+                ),
             )
         })
     }
@@ -49,14 +52,24 @@ impl RelaySettings {
             return Err(invalid(
                 "relay.path",
                 origin,
-                format!("{:?} must start with '/', such as \"/alertmanager\"", self.path),
+                format!(
+                    "{:?} must start with '/', such as \"/alertmanager\"",
+                    self.path
+                ),
             ));
         }
         check_endpoint_name("relay.default_endpoint", &self.default_endpoint, origin)?;
         for (index, route) in self.routes.iter().enumerate() {
-            check_endpoint_name(&format!("relay.routes[{index}].endpoint"), &route.endpoint, origin)?;
+            check_endpoint_name(
+                &format!("relay.routes[{index}].endpoint"),
+                &route.endpoint,
+                origin,
+            )?;
         }
-        Ok(Router::new(self.routes.clone(), self.default_endpoint.clone()))
+        Ok(Router::new(
+            self.routes.clone(),
+            self.default_endpoint.clone(),
+        ))
     }
 }
 

@@ -69,14 +69,22 @@ async fn receive(State(state): State<Arc<WebhookState>>, body: Bytes) -> Respons
     if client.connection_state() != async_nats::connection::State::Connected {
         tracing::warn!(receiver = %webhook.receiver, "rejected webhook with 503: NATS is disconnected");
         state.metrics.record_webhook(WebhookOutcome::not_connected);
-        return (StatusCode::SERVICE_UNAVAILABLE, "NATS is disconnected; retry later\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "NATS is disconnected; retry later\n",
+        )
+            .into_response();
     }
 
     let subject = alerts_subject(&webhook.receiver);
     if let Err(err) = state.publisher.publish(subject.clone(), body).await {
         tracing::error!(error = %err, subject = %subject, "rejected webhook with 503: publishing failed");
         state.metrics.record_webhook(WebhookOutcome::publish_failed);
-        return (StatusCode::SERVICE_UNAVAILABLE, format!("{err}; retry later\n")).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{err}; retry later\n"),
+        )
+            .into_response();
     }
 
     tracing::debug!(subject = %subject, alerts = webhook.alerts.len(), status = %webhook.status, "accepted webhook");

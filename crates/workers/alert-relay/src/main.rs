@@ -49,7 +49,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let listener = tokio::net::TcpListener::bind(address)
         .await
-        .map_err(|err| format!("cannot listen on {address} (relay.listen): {err}; choose a free address"))?;
+        .map_err(|err| {
+            format!("cannot listen on {address} (relay.listen): {err}; choose a free address")
+        })?;
     let app = http::app(
         &settings.path,
         WebhookState {

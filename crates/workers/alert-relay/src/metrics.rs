@@ -66,7 +66,9 @@ impl RelayMetrics {
     }
 
     pub fn record_webhook(&self, outcome: WebhookOutcome) {
-        self.webhooks.get_or_create(&WebhookLabels { outcome }).inc();
+        self.webhooks
+            .get_or_create(&WebhookLabels { outcome })
+            .inc();
     }
 
     pub fn record_notification(&self, outcome: NotificationOutcome) {
@@ -77,6 +79,8 @@ impl RelayMetrics {
 
     /// Returns the count of webhook requests with `outcome`.
     pub fn webhook_count(&self, outcome: WebhookOutcome) -> u64 {
-        self.webhooks.get_or_create(&WebhookLabels { outcome }).get()
+        self.webhooks
+            .get_or_create(&WebhookLabels { outcome })
+            .get()
     }
 }

@@ -17,9 +17,19 @@ pub const NOTIFY_SUBJECT_PREFIX: &str = "akira.notify";
 pub fn alerts_subject(receiver: &str) -> String {
     let token: String = receiver
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
-    let token = if token.is_empty() { "_".to_string() } else { token };
+    let token = if token.is_empty() {
+        "_".to_string()
+    } else {
+        token
+    };
     format!("{ALERTS_SUBJECT_PREFIX}.{token}")
 }
 
@@ -69,7 +79,12 @@ struct AlertBody<'a> {
 /// The same alert firing again after it resolved has a new `startsAt`, so it gets a new key,
 /// while a repeat of the same firing keeps its key.
 pub fn idempotency_key(alert: &Alert) -> String {
-    format!("{}:{}:{}", alert.fingerprint(), alert.status, alert.starts_at)
+    format!(
+        "{}:{}:{}",
+        alert.fingerprint(),
+        alert.status,
+        alert.starts_at
+    )
 }
 
 /// Builds one notification per alert and routed endpoint, in alert order.
@@ -95,7 +110,8 @@ pub fn notifications(webhook: &Webhook, router: &Router) -> Vec<Outgoing> {
                     external_url: &webhook.external_url,
                 },
             };
-            let payload = serde_json::to_vec(&message).expect("a struct of strings and string maps serializes");
+            let payload = serde_json::to_vec(&message)
+                .expect("a struct of strings and string maps serializes");
             out.push(Outgoing {
                 endpoint: endpoint.to_string(),
                 subject: format!("{NOTIFY_SUBJECT_PREFIX}.{endpoint}"),
@@ -113,10 +129,13 @@ mod tests {
     use super::*;
     use crate::routing::Route;
 
-    const FIRING: &str = include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
-    const RESOLVED: &str = include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
-    const NO_FINGERPRINT: &str =
-        include_str!("../../../../examples/data/alertmanager/firing-three-alerts-no-fingerprint.json");
+    const FIRING: &str =
+        include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
+    const RESOLVED: &str =
+        include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
+    const NO_FINGERPRINT: &str = include_str!(
+        "../../../../examples/data/alertmanager/firing-three-alerts-no-fingerprint.json"
+    );
 
     fn router() -> Router {
         let critical = Route {
@@ -139,7 +158,10 @@ mod tests {
     #[test]
     fn receiver_becomes_one_token() {
         assert_eq!(alerts_subject("web\\.hook"), "akira.alerts.web__hook");
-        assert_eq!(alerts_subject("alertmonitor_swarm"), "akira.alerts.alertmonitor_swarm");
+        assert_eq!(
+            alerts_subject("alertmonitor_swarm"),
+            "akira.alerts.alertmonitor_swarm"
+        );
         assert_eq!(alerts_subject("team a > b"), "akira.alerts.team_a___b");
         assert_eq!(alerts_subject(""), "akira.alerts._");
     }
@@ -152,8 +174,14 @@ mod tests {
         let endpoints: Vec<&str> = out.iter().map(|n| n.endpoint.as_str()).collect();
         assert_eq!(endpoints, vec!["pager", "ops"]);
         assert_eq!(out[0].subject, "akira.notify.pager");
-        assert_eq!(out[0].idempotency_key, "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z");
-        assert_eq!(out[0].msg_id, "pager:8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z");
+        assert_eq!(
+            out[0].idempotency_key,
+            "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z"
+        );
+        assert_eq!(
+            out[0].msg_id,
+            "pager:8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z"
+        );
         assert_eq!(out[0].idempotency_key, out[1].idempotency_key);
     }
 
@@ -163,7 +191,10 @@ mod tests {
         let message = parse(&notifications(&webhook, &router())[0].payload);
 
         assert_eq!(message["endpoint"], "pager");
-        assert_eq!(message["idempotency_key"], "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z");
+        assert_eq!(
+            message["idempotency_key"],
+            "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z"
+        );
         let body = &message["body"];
         assert_eq!(body["status"], "firing");
         assert_eq!(body["labels"]["alertname"], "DemoAlert");
@@ -180,11 +211,18 @@ mod tests {
         let webhook = Webhook::parse(RESOLVED.as_bytes()).unwrap();
         let out = notifications(&webhook, &router());
 
-        assert_eq!(out.len(), 1, "severity Warning is not critical, so only ops");
+        assert_eq!(
+            out.len(),
+            1,
+            "severity Warning is not critical, so only ops"
+        );
         let body = &parse(&out[0].payload)["body"];
         assert_eq!(body["status"], "resolved");
         assert_eq!(body["endsAt"], "2022-07-29T11:17:27.3Z");
-        assert_eq!(out[0].idempotency_key, "fbab788ec4c1018b:resolved:2022-07-29T11:13:27.3Z");
+        assert_eq!(
+            out[0].idempotency_key,
+            "fbab788ec4c1018b:resolved:2022-07-29T11:13:27.3Z"
+        );
     }
 
     #[test]

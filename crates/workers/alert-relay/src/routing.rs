@@ -74,7 +74,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn route(matchers: &[(&str, &str)], endpoint: &str, continue_matching: bool) -> Route {
@@ -115,20 +118,37 @@ mod tests {
     #[test]
     fn all_matchers_must_match() {
         let router = Router::new(
-            vec![route(&[("severity", "critical"), ("team", "voice")], "voice-pager", false)],
+            vec![route(
+                &[("severity", "critical"), ("team", "voice")],
+                "voice-pager",
+                false,
+            )],
             "ops".into(),
         );
-        assert_eq!(router.endpoints(&labels(&[("severity", "critical")])), vec!["ops"]);
         assert_eq!(
-            router.endpoints(&labels(&[("severity", "critical"), ("team", "voice"), ("x", "y")])),
+            router.endpoints(&labels(&[("severity", "critical")])),
+            vec!["ops"]
+        );
+        assert_eq!(
+            router.endpoints(&labels(&[
+                ("severity", "critical"),
+                ("team", "voice"),
+                ("x", "y")
+            ])),
             vec!["voice-pager"]
         );
     }
 
     #[test]
     fn matching_is_exact() {
-        let router = Router::new(vec![route(&[("severity", "critical")], "pager", false)], "ops".into());
-        assert_eq!(router.endpoints(&labels(&[("severity", "Critical")])), vec!["ops"]);
+        let router = Router::new(
+            vec![route(&[("severity", "critical")], "pager", false)],
+            "ops".into(),
+        );
+        assert_eq!(
+            router.endpoints(&labels(&[("severity", "Critical")])),
+            vec!["ops"]
+        );
     }
 
     #[test]

@@ -29,7 +29,11 @@ pub async fn handle(router: &Router, metrics: &RelayMetrics, delivery: Delivery)
         headers.insert(MSG_ID, header_value(&notification.msg_id));
         let published = delivery
             .publisher()
-            .publish_durable(notification.subject.clone(), notification.payload.into(), Some(headers))
+            .publish_durable(
+                notification.subject.clone(),
+                notification.payload.into(),
+                Some(headers),
+            )
             .await;
         match published {
             Ok(ack) => {

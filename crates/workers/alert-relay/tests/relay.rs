@@ -9,8 +9,10 @@ use async_nats::jetstream::{self, message::StreamMessage, stream};
 use common::process::{wait_for, WorkerProcess};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_akira-alert-relay");
-const FIRING: &str = include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
-const RESOLVED: &str = include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
+const FIRING: &str =
+    include_str!("../../../../examples/data/alertmanager/firing-alertmanager-0.21.json");
+const RESOLVED: &str =
+    include_str!("../../../../examples/data/alertmanager/resolved-with-fingerprint.json");
 const NO_FINGERPRINT: &str =
     include_str!("../../../../examples/data/alertmanager/firing-three-alerts-no-fingerprint.json");
 
@@ -130,23 +132,54 @@ async fn relay_turns_alerts_into_notifications() {
     // Firing DemoAlert (critical): pager, then ops through the third rule (continue on the
     // first). Resolved Deployment (Warning): no rule, so the default ops. Three ICMP alerts
     // (major, job blackbox-icmp): network.
-    wait_for("six notifications in NOTIFY", Duration::from_secs(10), || {
-        let js = js.clone();
-        async move { notify_count(&js).await >= 6 }
-    })
+    wait_for(
+        "six notifications in NOTIFY",
+        Duration::from_secs(10),
+        || {
+            let js = js.clone();
+            async move { notify_count(&js).await >= 6 }
+        },
+    )
     .await;
     let messages = notify_messages(&js).await;
     assert_eq!(messages.len(), 6);
 
     let subjects: Vec<&str> = messages.iter().map(|m| m.subject.as_str()).collect();
-    assert_eq!(subjects.iter().filter(|s| **s == "akira.notify.pager").count(), 1, "{subjects:?}");
-    assert_eq!(subjects.iter().filter(|s| **s == "akira.notify.ops").count(), 2, "{subjects:?}");
-    assert_eq!(subjects.iter().filter(|s| **s == "akira.notify.network").count(), 3, "{subjects:?}");
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == "akira.notify.pager")
+            .count(),
+        1,
+        "{subjects:?}"
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == "akira.notify.ops")
+            .count(),
+        2,
+        "{subjects:?}"
+    );
+    assert_eq!(
+        subjects
+            .iter()
+            .filter(|s| **s == "akira.notify.network")
+            .count(),
+        3,
+        "{subjects:?}"
+    );
 
-    let pager = messages.iter().find(|m| m.subject.as_str() == "akira.notify.pager").unwrap();
+    let pager = messages
+        .iter()
+        .find(|m| m.subject.as_str() == "akira.notify.pager")
+        .unwrap();
     let pager_json = json(pager);
     assert_eq!(pager_json["endpoint"], "pager");
-    assert_eq!(pager_json["idempotency_key"], "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z");
+    assert_eq!(
+        pager_json["idempotency_key"],
+        "8a07086b74f3ba78:firing:2021-01-07T08:38:00.032813093Z"
+    );
     assert_eq!(pager_json["body"]["labels"]["alertname"], "DemoAlert");
     assert_eq!(pager_json["body"]["status"], "firing");
     assert!(pager_json["body"]["endsAt"].is_null());
@@ -163,40 +196,76 @@ async fn relay_turns_alerts_into_notifications() {
         .expect("no notification for the resolved alert");
     assert_eq!(resolved["endpoint"], "ops");
     assert_eq!(resolved["body"]["endsAt"], "2022-07-29T11:17:27.3Z");
-    assert_eq!(resolved["body"]["annotations"]["summary"], "Kubernetes Deployment Replicas Mismatch");
+    assert_eq!(
+        resolved["body"]["annotations"]["summary"],
+        "Kubernetes Deployment Replicas Mismatch"
+    );
 
     let mut instances: Vec<String> = messages
         .iter()
         .map(json)
         .filter(|m| m["endpoint"] == "network")
-        .map(|m| m["body"]["labels"]["instance"].as_str().unwrap().to_string())
+        .map(|m| {
+            m["body"]["labels"]["instance"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     instances.sort();
-    assert_eq!(instances, vec!["172.29.254.30", "172.29.254.50", "172.29.254.66"]);
+    assert_eq!(
+        instances,
+        vec!["172.29.254.30", "172.29.254.50", "172.29.254.66"]
+    );
 
     // Alertmanager sending the same group again within the duplicate window adds nothing.
     let (status, _) = post(&fixture.webhook_url, FIRING).await;
     assert_eq!(status, 200);
-    wait_for("the repeated webhook to be handled", Duration::from_secs(10), || async {
-        fixture.relay.metrics().await.contains("akira_relay_notifications_total{worker=\"alert-relay\",outcome=\"published\"} 8")
-    })
+    wait_for(
+        "the repeated webhook to be handled",
+        Duration::from_secs(10),
+        || async {
+            fixture.relay.metrics().await.contains(
+                "akira_relay_notifications_total{worker=\"alert-relay\",outcome=\"published\"} 8",
+            )
+        },
+    )
     .await;
     assert_eq!(notify_count(&js).await, 6);
 
     let metrics = fixture.relay.metrics().await;
-    assert!(metrics.contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"accepted\"} 4"), "{metrics}");
-    assert!(metrics.contains("akira_worker_messages_total{worker=\"alert-relay\",outcome=\"ack\"} 4"), "{metrics}");
+    assert!(
+        metrics
+            .contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"accepted\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("akira_worker_messages_total{worker=\"alert-relay\",outcome=\"ack\"} 4"),
+        "{metrics}"
+    );
 
     let status = fixture.relay.stop(Duration::from_secs(10)).await;
-    assert!(status.success(), "exit status {status}; log:\n{}", fixture.relay.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        fixture.relay.log()
+    );
 }
 
 #[tokio::test]
 async fn relay_rejects_invalid_payloads() {
     let fixture = start().await;
     let cases = [
-        ("not JSON", "{\"version\": \"4\",".to_string(), "invalid Alertmanager payload"),
-        ("wrong version", FIRING.replace("\"version\":\"4\"", "\"version\":\"3\""), "version \"3\""),
+        (
+            "not JSON",
+            "{\"version\": \"4\",".to_string(),
+            "invalid Alertmanager payload",
+        ),
+        (
+            "wrong version",
+            FIRING.replace("\"version\":\"4\"", "\"version\":\"3\""),
+            "version \"3\"",
+        ),
         (
             "missing alerts",
             r#"{"version":"4","receiver":"r","status":"firing"}"#.to_string(),
@@ -204,7 +273,10 @@ async fn relay_rejects_invalid_payloads() {
         ),
         (
             "bad alert status",
-            FIRING.replace("\"status\":\"firing\",\"labels\"", "\"status\":\"on\",\"labels\""),
+            FIRING.replace(
+                "\"status\":\"firing\",\"labels\"",
+                "\"status\":\"on\",\"labels\"",
+            ),
             "alerts[0].status",
         ),
     ];
@@ -216,7 +288,11 @@ async fn relay_rejects_invalid_payloads() {
     }
 
     let metrics = fixture.relay.metrics().await;
-    assert!(metrics.contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"invalid\"} 4"), "{metrics}");
+    assert!(
+        metrics
+            .contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"invalid\"} 4"),
+        "{metrics}"
+    );
     assert_eq!(notify_count(&fixture.jetstream).await, 0);
 }
 
@@ -238,27 +314,48 @@ async fn relay_answers_503_while_disconnected() {
     let url = fixture.webhook_url.clone();
 
     fixture.nats.stop();
-    wait_for("the relay to see the disconnect", Duration::from_secs(10), || async {
-        fixture.relay.metrics().await.contains("akira_worker_nats_connected{worker=\"alert-relay\"} 0")
-    })
+    wait_for(
+        "the relay to see the disconnect",
+        Duration::from_secs(10),
+        || async {
+            fixture
+                .relay
+                .metrics()
+                .await
+                .contains("akira_worker_nats_connected{worker=\"alert-relay\"} 0")
+        },
+    )
     .await;
     let (status, text) = post(&url, FIRING).await;
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("NATS is disconnected"), "{text}");
     let metrics = fixture.relay.metrics().await;
-    assert!(metrics.contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"not_connected\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"not_connected\"} 1"
+        ),
+        "{metrics}"
+    );
 
     // The sender's retry succeeds once the relay has reconnected.
     fixture.nats.restart();
-    wait_for("the relay to accept webhooks again", Duration::from_secs(20), || {
-        let url = url.clone();
-        async move { post(&url, FIRING).await.0 == 200 }
-    })
+    wait_for(
+        "the relay to accept webhooks again",
+        Duration::from_secs(20),
+        || {
+            let url = url.clone();
+            async move { post(&url, FIRING).await.0 == 200 }
+        },
+    )
     .await;
     let js = fixture.jetstream.clone();
-    wait_for("the notifications of the retried webhook", Duration::from_secs(10), || {
-        let js = js.clone();
-        async move { notify_count(&js).await >= 2 }
-    })
+    wait_for(
+        "the notifications of the retried webhook",
+        Duration::from_secs(10),
+        || {
+            let js = js.clone();
+            async move { notify_count(&js).await >= 2 }
+        },
+    )
     .await;
 }

@@ -89,23 +89,36 @@ impl EndpointSettings {
             return Err(invalid(
                 &key,
                 origin,
-                format!("{name:?} is not a valid endpoint name; use letters, digits, '-' and '_' only"),
+                format!(
+                    "{name:?} is not a valid endpoint name; use letters, digits, '-' and '_' only"
+                ),
             ));
         }
 
         let url = Url::parse(&self.url).map_err(|err| {
-            invalid(&format!("{key}.url"), origin, format!("{:?} is not a URL: {err}", self.url))
+            invalid(
+                &format!("{key}.url"),
+                origin,
+                format!("{:?} is not a URL: {err}", self.url),
+            )
         })?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(invalid(
                 &format!("{key}.url"),
                 origin,
-                format!("scheme {:?} is not supported; use http:// or https://", url.scheme()),
+                format!(
+                    "scheme {:?} is not supported; use http:// or https://",
+                    url.scheme()
+                ),
             ));
         }
 
         if self.timeout.is_zero() {
-            return Err(invalid(&format!("{key}.timeout"), origin, "must be greater than 0, such as \"10s\""));
+            return Err(invalid(
+                &format!("{key}.timeout"),
+                origin,
+                "must be greater than 0, such as \"10s\"",
+            ));
         }
 
         let mut headers = HeaderMap::new();
@@ -166,8 +179,9 @@ fn is_name_char(c: char) -> bool {
 fn parse_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let header_name = HeaderName::from_bytes(name.as_bytes())
         .map_err(|_| format!("{name:?} is not a valid HTTP header name"))?;
-    let header_value = HeaderValue::from_str(value)
-        .map_err(|_| format!("the value of header {name:?} contains characters an HTTP header cannot carry"))?;
+    let header_value = HeaderValue::from_str(value).map_err(|_| {
+        format!("the value of header {name:?} contains characters an HTTP header cannot carry")
+    })?;
     Ok((header_name, header_value))
 }
 
@@ -216,11 +230,16 @@ mod tests {
 
     #[test]
     fn invalid_header_names_key() {
-        let err = settings("[endpoints.ops]\nurl = \"http://127.0.0.1/\"\nheaders = { \"Bad Name\" = \"x\" }\n")
-            .endpoints("test.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("dispatcher.endpoints.ops.headers.Bad Name"), "{err}");
+        let err = settings(
+            "[endpoints.ops]\nurl = \"http://127.0.0.1/\"\nheaders = { \"Bad Name\" = \"x\" }\n",
+        )
+        .endpoints("test.toml")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("dispatcher.endpoints.ops.headers.Bad Name"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -241,11 +260,16 @@ mod tests {
 
     #[test]
     fn secret_header_without_file_is_rejected() {
-        let err = settings("[endpoints.ops]\nurl = \"http://127.0.0.1/\"\nsecret_header = \"Authorization\"\n")
-            .endpoints("test.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("dispatcher.endpoints.ops.secret_file"), "{err}");
+        let err = settings(
+            "[endpoints.ops]\nurl = \"http://127.0.0.1/\"\nsecret_header = \"Authorization\"\n",
+        )
+        .endpoints("test.toml")
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("dispatcher.endpoints.ops.secret_file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -256,7 +280,10 @@ mod tests {
         .endpoints("test.toml")
         .unwrap_err()
         .to_string();
-        assert!(err.contains("dispatcher.endpoints.ops.secret_file"), "{err}");
+        assert!(
+            err.contains("dispatcher.endpoints.ops.secret_file"),
+            "{err}"
+        );
         assert!(err.contains("/nonexistent/token"), "{err}");
     }
 

@@ -32,14 +32,23 @@ pub enum DeliveryError {
     #[error(transparent)]
     Invalid(#[from] InvalidNotification),
     #[error("unknown endpoint {name:?}; configured endpoints: {}; add [dispatcher.endpoints.{name}] or fix the publisher", configured.join(", "))]
-    UnknownEndpoint { name: String, configured: Vec<String> },
-    #[error("endpoint {endpoint:?} rejected the notification with HTTP {status}{}", detail_suffix(detail))]
+    UnknownEndpoint {
+        name: String,
+        configured: Vec<String>,
+    },
+    #[error(
+        "endpoint {endpoint:?} rejected the notification with HTTP {status}{}",
+        detail_suffix(detail)
+    )]
     Rejected {
         endpoint: String,
         status: StatusCode,
         detail: String,
     },
-    #[error("endpoint {endpoint:?} answered HTTP {status}{}", detail_suffix(detail))]
+    #[error(
+        "endpoint {endpoint:?} answered HTTP {status}{}",
+        detail_suffix(detail)
+    )]
     Unavailable {
         endpoint: String,
         status: StatusCode,
@@ -111,13 +120,20 @@ impl Dispatcher {
     pub fn new(endpoints: BTreeMap<String, Endpoint>) -> Result<Dispatcher, reqwest::Error> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("akira-notification-dispatcher/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "akira-notification-dispatcher/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()?;
         Ok(Dispatcher { client, endpoints })
     }
 
     /// Parses a message payload and posts it to its endpoint.
-    pub async fn dispatch(&self, payload: &[u8], correlation_id: Option<&str>) -> Result<StatusCode, DeliveryError> {
+    pub async fn dispatch(
+        &self,
+        payload: &[u8],
+        correlation_id: Option<&str>,
+    ) -> Result<StatusCode, DeliveryError> {
         let notification = Notification::parse(payload)?;
         self.deliver(&notification, correlation_id).await
     }
@@ -177,7 +193,11 @@ impl Dispatcher {
     }
 }
 
-fn request_headers(endpoint: &Endpoint, notification: &Notification, correlation_id: Option<&str>) -> HeaderMap {
+fn request_headers(
+    endpoint: &Endpoint,
+    notification: &Notification,
+    correlation_id: Option<&str>,
+) -> HeaderMap {
     let mut headers = endpoint.headers.clone();
     if !headers.contains_key(CONTENT_TYPE) {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -194,7 +214,9 @@ fn request_headers(endpoint: &Endpoint, notification: &Notification, correlation
 
 /// Returns true for 5xx, 429 Too Many Requests and 408 Request Timeout, which ask the client to retry later.
 pub fn is_retryable_status(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
 }
 
 fn request_error(endpoint: &Endpoint, err: reqwest::Error) -> DeliveryError {
@@ -207,9 +229,15 @@ fn request_error(endpoint: &Endpoint, err: reqwest::Error) -> DeliveryError {
             timeout: endpoint.timeout,
         }
     } else if err.is_connect() {
-        DeliveryError::Connect { endpoint: name, source: err }
+        DeliveryError::Connect {
+            endpoint: name,
+            source: err,
+        }
     } else {
-        DeliveryError::Request { endpoint: name, source: err }
+        DeliveryError::Request {
+            endpoint: name,
+            source: err,
+        }
     }
 }
 
@@ -258,8 +286,14 @@ mod tests {
     #[test]
     fn retry_after_seconds() {
         let now = SystemTime::now();
-        assert_eq!(retry_after(&headers_with_retry_after("120"), now), Some(Duration::from_secs(120)));
-        assert_eq!(retry_after(&headers_with_retry_after(" 0 "), now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers_with_retry_after("120"), now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            retry_after(&headers_with_retry_after(" 0 "), now),
+            Some(Duration::ZERO)
+        );
     }
 
     #[test]
@@ -282,10 +316,16 @@ mod tests {
     #[test]
     fn status_classification() {
         for code in [500, 502, 503, 504, 429, 408] {
-            assert!(is_retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+            assert!(
+                is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 409, 410, 422, 301, 302, 307] {
-            assert!(!is_retryable_status(StatusCode::from_u16(code).unwrap()), "{code}");
+            assert!(
+                !is_retryable_status(StatusCode::from_u16(code).unwrap()),
+                "{code}"
+            );
         }
     }
 
@@ -312,7 +352,12 @@ mod tests {
         };
         let handler_error = error.into_handler_error(Duration::from_secs(300));
         assert!(!handler_error.is_retryable());
-        assert!(handler_error.message().contains("HTTP 400 Bad Request: missing text"), "{handler_error}");
+        assert!(
+            handler_error
+                .message()
+                .contains("HTTP 400 Bad Request: missing text"),
+            "{handler_error}"
+        );
     }
 
     #[test]

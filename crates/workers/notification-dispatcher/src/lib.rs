@@ -18,7 +18,11 @@ use std::time::Duration;
 use akira_workers::{Delivery, HandlerResult};
 
 /// Delivers one message from `NOTIFY`; a `Retry-After` longer than `max_delay` is cut to it.
-pub async fn handle(dispatcher: &Dispatcher, max_delay: Duration, delivery: Delivery) -> HandlerResult {
+pub async fn handle(
+    dispatcher: &Dispatcher,
+    max_delay: Duration,
+    delivery: Delivery,
+) -> HandlerResult {
     let outcome = dispatcher
         .dispatch(delivery.payload(), Some(delivery.correlation_id()))
         .await;

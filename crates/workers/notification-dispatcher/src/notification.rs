@@ -40,7 +40,9 @@ impl Notification {
             return Err(InvalidNotification::Empty("idempotency_key"));
         }
         if reqwest::header::HeaderValue::from_str(&notification.idempotency_key).is_err() {
-            return Err(InvalidNotification::KeyNotHeaderSafe(notification.idempotency_key));
+            return Err(InvalidNotification::KeyNotHeaderSafe(
+                notification.idempotency_key,
+            ));
         }
         Ok(notification)
     }
@@ -52,7 +54,8 @@ mod tests {
 
     #[test]
     fn parse_valid_notification() {
-        let n = Notification::parse(br#"{"endpoint":"ops","body":{"a":1},"idempotency_key":"k1"}"#).unwrap();
+        let n = Notification::parse(br#"{"endpoint":"ops","body":{"a":1},"idempotency_key":"k1"}"#)
+            .unwrap();
         assert_eq!(n.endpoint, "ops");
         assert_eq!(n.body, serde_json::json!({"a": 1}));
         assert_eq!(n.idempotency_key, "k1");
@@ -65,14 +68,17 @@ mod tests {
             (r#"{"endpoint":"ops","idempotency_key":"k"}"#, "body"),
             (r#"{"endpoint":"ops","body":{}}"#, "idempotency_key"),
         ] {
-            let err = Notification::parse(payload.as_bytes()).unwrap_err().to_string();
+            let err = Notification::parse(payload.as_bytes())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(&format!("missing field `{field}`")), "{err}");
         }
     }
 
     #[test]
     fn null_body_is_accepted() {
-        let n = Notification::parse(br#"{"endpoint":"ops","body":null,"idempotency_key":"k"}"#).unwrap();
+        let n = Notification::parse(br#"{"endpoint":"ops","body":null,"idempotency_key":"k"}"#)
+            .unwrap();
         assert!(n.body.is_null());
     }
 

@@ -124,13 +124,21 @@ async fn dead_letters(jetstream: &jetstream::Context) -> Vec<StreamMessage> {
 
 async fn dead_letter_count(jetstream: &jetstream::Context) -> u64 {
     match jetstream.get_stream(DLQ_STREAM).await {
-        Ok(mut stream) => stream.info().await.map(|info| info.state.messages).unwrap_or(0),
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map(|info| info.state.messages)
+            .unwrap_or(0),
         Err(_) => 0,
     }
 }
 
 fn header<'a>(message: &'a StreamMessage, name: &str) -> &'a str {
-    message.headers.get(name).map(|value| value.as_str()).unwrap_or("")
+    message
+        .headers
+        .get(name)
+        .map(|value| value.as_str())
+        .unwrap_or("")
 }
 
 fn letter_for<'a>(letters: &'a [StreamMessage], key: &str) -> &'a StreamMessage {
@@ -150,10 +158,20 @@ async fn dispatcher_acks_retries_and_dead_letters() {
     let js = fixture.jetstream.clone();
 
     publish(&js, "akira.notify.ok", notification("ok", "key-ok")).await;
-    publish(&js, "akira.notify.flaky", notification("flaky", "key-flaky")).await;
+    publish(
+        &js,
+        "akira.notify.flaky",
+        notification("flaky", "key-flaky"),
+    )
+    .await;
     publish(&js, "akira.notify.bad", notification("bad", "key-bad")).await;
     publish(&js, "akira.notify.slow", notification("slow", "key-slow")).await;
-    publish(&js, "akira.notify.pager", notification("pager", "key-unknown")).await;
+    publish(
+        &js,
+        "akira.notify.pager",
+        notification("pager", "key-unknown"),
+    )
+    .await;
     publish(&js, "akira.notify.ok", "{\"endpoint\": \"ok\"".to_string()).await;
 
     wait_for("four dead letters", Duration::from_secs(30), || {
@@ -161,16 +179,24 @@ async fn dispatcher_acks_retries_and_dead_letters() {
         async move { dead_letter_count(&js).await >= 4 }
     })
     .await;
-    wait_for("the flaky endpoint to get its second request", Duration::from_secs(10), || async {
-        receiver.requests("/flaky").len() >= 2
-    })
+    wait_for(
+        "the flaky endpoint to get its second request",
+        Duration::from_secs(10),
+        || async { receiver.requests("/flaky").len() >= 2 },
+    )
     .await;
 
     // 200: delivered once, with the notification's headers and body.
     let ok = receiver.requests("/ok");
-    assert_eq!(ok.len(), 1, "the invalid message must not reach the endpoint");
+    assert_eq!(
+        ok.len(),
+        1,
+        "the invalid message must not reach the endpoint"
+    );
     assert_eq!(ok[0].header("idempotency-key"), Some("key-ok"));
-    assert!(ok[0].header("akira-correlation-id").is_some_and(|id| !id.is_empty()));
+    assert!(ok[0]
+        .header("akira-correlation-id")
+        .is_some_and(|id| !id.is_empty()));
     let body: serde_json::Value = serde_json::from_slice(&ok[0].body).unwrap();
     assert_eq!(body["text"], "test notification for ok");
 
@@ -178,19 +204,33 @@ async fn dispatcher_acks_retries_and_dead_letters() {
     let flaky = receiver.requests("/flaky");
     assert_eq!(flaky.len(), 2);
     let gap = flaky[1].at.duration_since(flaky[0].at);
-    assert!(gap >= Duration::from_millis(900), "Retry-After not honoured: retried after {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(900),
+        "Retry-After not honoured: retried after {gap:?}"
+    );
     assert_eq!(flaky[0].header("idempotency-key"), Some("key-flaky"));
     assert_eq!(flaky[1].header("idempotency-key"), Some("key-flaky"));
 
     // 400: tried once, dead-lettered as permanent with the response in the error.
     assert_eq!(receiver.requests("/bad").len(), 1);
     let letters = dead_letters(&js).await;
-    assert_eq!(letters.len(), 4, "dead letters: bad, slow, unknown endpoint, invalid JSON");
+    assert_eq!(
+        letters.len(),
+        4,
+        "dead letters: bad, slow, unknown endpoint, invalid JSON"
+    );
     let bad = letter_for(&letters, "key-bad");
     assert_eq!(header(bad, headers::REASON), "permanent");
-    assert!(header(bad, headers::ERROR).contains("HTTP 400"), "{}", header(bad, headers::ERROR));
+    assert!(
+        header(bad, headers::ERROR).contains("HTTP 400"),
+        "{}",
+        header(bad, headers::ERROR)
+    );
     assert!(header(bad, headers::ERROR).contains("text is required"));
-    assert_eq!(bad.subject.as_str(), "akira.dlq.NOTIFY.notification-dispatcher");
+    assert_eq!(
+        bad.subject.as_str(),
+        "akira.dlq.NOTIFY.notification-dispatcher"
+    );
     assert_eq!(header(bad, headers::SUBJECT), "akira.notify.bad");
 
     // Slow: every delivery times out, so it is dead-lettered after max_deliver attempts.
@@ -198,7 +238,11 @@ async fn dispatcher_acks_retries_and_dead_letters() {
     let slow = letter_for(&letters, "key-slow");
     assert_eq!(header(slow, headers::REASON), "max_deliver");
     assert_eq!(header(slow, headers::DELIVERIES), MAX_DELIVER.to_string());
-    assert!(header(slow, headers::ERROR).contains(ENDPOINT_TIMEOUT), "{}", header(slow, headers::ERROR));
+    assert!(
+        header(slow, headers::ERROR).contains(ENDPOINT_TIMEOUT),
+        "{}",
+        header(slow, headers::ERROR)
+    );
 
     // Unknown endpoint: permanent at once, naming it and the configured ones.
     let unknown = letter_for(&letters, "key-unknown");
@@ -233,7 +277,11 @@ async fn dispatcher_acks_retries_and_dead_letters() {
     assert!(metrics.contains("akira_worker_dead_letters_total{worker=\"notification-dispatcher\",reason=\"max_deliver\"} 1"), "{metrics}");
 
     let status = fixture.worker.stop(Duration::from_secs(10)).await;
-    assert!(status.success(), "exit status {status}; log:\n{}", fixture.worker.log());
+    assert!(
+        status.success(),
+        "exit status {status}; log:\n{}",
+        fixture.worker.log()
+    );
     drop(fixture.nats);
 }
 

@@ -51,7 +51,10 @@ async fn success_sends_body_and_headers() {
     let receiver = Receiver::start().await;
     let dispatcher = dispatcher(&receiver, "");
 
-    let status = dispatcher.deliver(&notification("ok"), Some("corr-1")).await.unwrap();
+    let status = dispatcher
+        .deliver(&notification("ok"), Some("corr-1"))
+        .await
+        .unwrap();
 
     assert_eq!(status.as_u16(), 200);
     let requests = receiver.requests("/ok");
@@ -62,20 +65,36 @@ async fn success_sends_body_and_headers() {
     assert_eq!(request.header("content-type"), Some("application/json"));
     assert_eq!(request.header("x-team"), Some("ops"));
     let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-    assert_eq!(body, serde_json::json!({"text": "disk full", "host": "edge1"}));
+    assert_eq!(
+        body,
+        serde_json::json!({"text": "disk full", "host": "edge1"})
+    );
 }
 
 #[tokio::test]
 async fn unavailable_is_retryable_with_retry_after() {
     let receiver = Receiver::start().await;
-    receiver.script("/flaky", [Reply::status(503).header("Retry-After", "7").body("maintenance")]);
+    receiver.script(
+        "/flaky",
+        [Reply::status(503)
+            .header("Retry-After", "7")
+            .body("maintenance")],
+    );
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("flaky"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("flaky"), None)
+        .await
+        .unwrap_err();
 
     assert!(err.is_retryable(), "{err}");
     match &err {
-        DeliveryError::Unavailable { status, retry_after, detail, .. } => {
+        DeliveryError::Unavailable {
+            status,
+            retry_after,
+            detail,
+            ..
+        } => {
             assert_eq!(status.as_u16(), 503);
             assert_eq!(*retry_after, Some(Duration::from_secs(7)));
             assert_eq!(detail, "maintenance");
@@ -90,7 +109,10 @@ async fn too_many_requests_is_retryable() {
     receiver.script("/flaky", [Reply::status(429)]);
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("flaky"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("flaky"), None)
+        .await
+        .unwrap_err();
 
     assert!(err.is_retryable(), "{err}");
 }
@@ -101,7 +123,10 @@ async fn bad_request_is_permanent_with_detail() {
     receiver.default_reply("/bad", Reply::status(400).body("field text is required\n"));
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("bad"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("bad"), None)
+        .await
+        .unwrap_err();
 
     assert!(!err.is_retryable(), "{err}");
     let text = err.to_string();
@@ -115,7 +140,10 @@ async fn slow_endpoint_times_out() {
     receiver.default_reply("/slow", Reply::status(200).delay(Duration::from_secs(3)));
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("slow"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("slow"), None)
+        .await
+        .unwrap_err();
 
     assert!(matches!(err, DeliveryError::TimedOut { .. }), "{err:?}");
     assert!(err.is_retryable());
@@ -128,7 +156,10 @@ async fn redirect_is_not_followed() {
     receiver.default_reply("/moved", Reply::status(302).header("Location", "/ok"));
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("moved"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("moved"), None)
+        .await
+        .unwrap_err();
 
     assert!(!err.is_retryable(), "{err}");
     assert!(receiver.requests("/ok").is_empty());
@@ -143,11 +174,17 @@ async fn refused_connection_is_retryable() {
     let extra = format!("[endpoints.down]\nurl = \"http://127.0.0.1:{port}/hook?token=abc\"\n");
     let dispatcher = dispatcher(&receiver, &extra);
 
-    let err = dispatcher.deliver(&notification("down"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("down"), None)
+        .await
+        .unwrap_err();
 
     assert!(matches!(err, DeliveryError::Connect { .. }), "{err:?}");
     let chain = akira_workers::outcome::error_chain(&err);
-    assert!(!chain.contains("token=abc"), "the URL leaked into the error: {chain}");
+    assert!(
+        !chain.contains("token=abc"),
+        "the URL leaked into the error: {chain}"
+    );
 }
 
 #[tokio::test]
@@ -155,7 +192,10 @@ async fn unknown_endpoint_is_permanent() {
     let receiver = Receiver::start().await;
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.deliver(&notification("pager"), None).await.unwrap_err();
+    let err = dispatcher
+        .deliver(&notification("pager"), None)
+        .await
+        .unwrap_err();
 
     assert!(!err.is_retryable());
     let text = err.to_string();
@@ -168,10 +208,12 @@ async fn invalid_payload_is_permanent() {
     let receiver = Receiver::start().await;
     let dispatcher = dispatcher(&receiver, "");
 
-    let err = dispatcher.dispatch(br#"{"endpoint":"ok","body":{}}"#, None).await.unwrap_err();
+    let err = dispatcher
+        .dispatch(br#"{"endpoint":"ok","body":{}}"#, None)
+        .await
+        .unwrap_err();
 
     assert!(!err.is_retryable());
     assert!(err.to_string().contains("idempotency_key"), "{err}");
     assert!(receiver.requests("/ok").is_empty());
 }
-

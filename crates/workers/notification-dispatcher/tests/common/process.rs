@@ -21,7 +21,10 @@ impl WorkerProcess {
             .arg("--config")
             .arg(config_path)
             .env("AKIRA_LOG__FORMAT", "text")
-            .env("RUST_LOG", "info,akira_workers=debug,akira_notification_dispatcher=debug")
+            .env(
+                "RUST_LOG",
+                "info,akira_workers=debug,akira_notification_dispatcher=debug",
+            )
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
@@ -40,7 +43,10 @@ impl WorkerProcess {
         let client = reqwest::Client::new();
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("worker exited with {status} before it was ready; log:\n{}", self.log());
+                panic!(
+                    "worker exited with {status} before it was ready; log:\n{}",
+                    self.log()
+                );
             }
             let url = format!("{}/readyz", self.metrics_url);
             if let Ok(response) = client.get(&url).send().await {
@@ -48,7 +54,11 @@ impl WorkerProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "worker not ready within {timeout:?}; log:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "worker not ready within {timeout:?}; log:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -81,7 +91,10 @@ impl WorkerProcess {
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
-                panic!("worker did not stop within {timeout:?} after SIGTERM; log:\n{}", self.log());
+                panic!(
+                    "worker did not stop within {timeout:?} after SIGTERM; log:\n{}",
+                    self.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -105,7 +118,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !condition().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {condition_name}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {condition_name}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -108,18 +108,31 @@ impl Receiver {
     /// Queues responses for `path`, used in order before the path's default.
     pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
         let mut state = self.state.lock().unwrap();
-        state.scripts.entry(path.to_string()).or_default().extend(replies);
+        state
+            .scripts
+            .entry(path.to_string())
+            .or_default()
+            .extend(replies);
     }
 
     /// Sets the response for `path` once its script is used up (200 when not set).
     pub fn default_reply(&self, path: &str, reply: Reply) {
-        self.state.lock().unwrap().defaults.insert(path.to_string(), reply);
+        self.state
+            .lock()
+            .unwrap()
+            .defaults
+            .insert(path.to_string(), reply);
     }
 
     /// Returns the requests to `path` so far.
     pub fn requests(&self, path: &str) -> Vec<Recorded> {
         let state = self.state.lock().unwrap();
-        state.requests.iter().filter(|r| r.path == path).cloned().collect()
+        state
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 }
 

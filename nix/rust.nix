@@ -44,13 +44,17 @@ let
     };
 
   # The checks compile and run the whole workspace, tests included.
-  # NOTE: tests that read files outside crates/ need them added here.
+  # NOTE: tests that read files outside crates/ need them added here. The
+  # relay's tests read examples/data; the demo's test also reads
+  # deploy/streams.toml.
   workspaceSource = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
       (craneLib.fileset.commonCargoSources root)
       ../crates
       (lib.fileset.maybeMissing ../.config)
+      (lib.fileset.maybeMissing ../examples)
+      (lib.fileset.maybeMissing ../deploy)
     ];
   };
 

@@ -117,6 +117,13 @@ let
     description = "Operator tool for akira workers: stream declarations, status and dead letters";
   };
 
+  # The demo's orchestrator; `nix run .#demo` puts it on PATH.
+  akira-demo = buildCrate {
+    crate = ../crates/akira-demo;
+    binary = "akira-demo";
+    description = "Runs the akira worker fleet on the bundled sample input and prints what it did";
+  };
+
   # A test worker for the VM tests; it is not part of `default`.
   akira-example-flaky = craneLib.buildPackage (
     packageArgs
@@ -152,7 +159,7 @@ in
   inherit cargoArtifacts natsServer postgresqlBin;
 
   packages = workers // {
-    inherit akira-workerctl akira-example-flaky default;
+    inherit akira-workerctl akira-demo akira-example-flaky default;
   };
 
   checks = {

@@ -1,13 +1,17 @@
 //! `akira-demo`: runs the worker fleet on the bundled sample input and prints a summary.
 //!
-//! It starts nats-server and a throwaway PostgreSQL in temp dirs (or uses `NATS_URL` and
-//! `DATABASE_URL`), declares the streams with `akira-workerctl apply`, starts the workers as
-//! child processes, feeds the Kamailio sample to the bridge's file line by line, posts the
-//! Alertmanager samples to the relay, runs the retention job once with `--dry-run`, waits
-//! until every count settles, prints the summary and stops everything, also on Ctrl-C.
+//! It starts nats-server and a throwaway PostgreSQL in temp dirs, or uses `NATS_URL` and
+//! `DATABASE_URL`. It declares the streams with `akira-workerctl apply` and starts the
+//! workers as child processes. Then it feeds the Kamailio sample to the bridge's file line by
+//! line and posts the Alertmanager samples to the relay. Once every count has settled, it
+//! runs the retention job with `--dry-run`, prints the summary and stops everything. Ctrl-C
+//! stops everything too.
 
 mod configs;
+mod feed;
 mod fleet;
+mod inputs;
+mod progress;
 mod receiver;
 mod summary;
 
@@ -15,15 +19,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use crate::fleet::{run_to_end, StopResult, WorkerProcess};
+use crate::inputs::{Inputs, BRIDGE, DISPATCHER, PIPELINE, RELAY, RETENTION, WORKERCTL};
+use crate::progress::Progress;
+use crate::receiver::WebhookReceiver;
+use crate::summary::{DatabaseCounts, Summary};
 use akira_testkit::{free_port, NatsServer, Postgres};
 use anyhow::{bail, Context};
 use async_nats::jetstream;
 use clap::Parser;
-use tokio::io::AsyncWriteExt;
-
-use crate::fleet::{metric_sum, run_to_end, StopResult, WorkerProcess};
-use crate::receiver::WebhookReceiver;
-use crate::summary::{DatabaseCounts, Summary};
 
 /// Runs the akira worker fleet on the bundled sample input and prints what it did.
 #[derive(Parser, Debug)]
@@ -62,20 +66,11 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     akira_workers::duration::parse(text)
 }
 
-/// Binaries the demo runs, all from `--bin-dir`.
-const WORKERCTL: &str = "akira-workerctl";
-const BRIDGE: &str = "akira-cdr-bridge";
-const PIPELINE: &str = "akira-cdr-pipeline";
-const DISPATCHER: &str = "akira-notification-dispatcher";
-const RELAY: &str = "akira-alert-relay";
-const RETENTION: &str = "akira-audit-retention";
-const BINARIES: [&str; 6] = [WORKERCTL, BRIDGE, PIPELINE, DISPATCHER, RELAY, RETENTION];
-
 /// Time each worker gets to finish after SIGTERM; configs set `shutdown_timeout = "10s"`.
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// What the demo started; everything in it is stopped at the end.
+/// Processes and servers the demo started; [`Fleet::shutdown`] stops all of them.
 #[derive(Default)]
 struct Fleet {
     workers: Vec<WorkerProcess>,
@@ -129,7 +124,7 @@ impl Fleet {
     }
 }
 
-fn step(message: &str) {
+pub(crate) fn step(message: &str) {
     println!("==> {message}");
 }
 
@@ -199,65 +194,6 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Paths of the inputs in the repository.
-struct Inputs {
-    bin_dir: PathBuf,
-    streams: PathBuf,
-    accounting_sample: PathBuf,
-    alert_samples: Vec<PathBuf>,
-}
-
-impl Inputs {
-    fn locate(args: &Args) -> anyhow::Result<Inputs> {
-        let bin_dir = match &args.bin_dir {
-            Some(dir) => dir.clone(),
-            None => std::env::current_exe()
-                .context("cannot find the demo's own binary")?
-                .parent()
-                .context("the demo's binary has no parent directory")?
-                .to_path_buf(),
-        };
-        for binary in BINARIES {
-            if !bin_dir.join(binary).is_file() {
-                bail!(
-                    "{binary} not found in {}; build the workspace first (cargo build --workspace --bins, \
-                     which scripts/demo runs) or point --bin-dir at the binaries",
-                    bin_dir.display()
-                );
-            }
-        }
-
-        let root = &args.root;
-        let streams = root.join("deploy/streams.toml");
-        let accounting_sample = root.join("examples/data/kamailio-acc.jsonl");
-        let alerts_dir = root.join("examples/data/alertmanager");
-        for path in [&streams, &accounting_sample, &alerts_dir] {
-            if !path.exists() {
-                bail!(
-                    "{} not found; run the demo from the repository root or pass --root",
-                    path.display()
-                );
-            }
-        }
-        let mut alert_samples: Vec<PathBuf> = std::fs::read_dir(&alerts_dir)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        alert_samples.sort();
-        Ok(Inputs {
-            bin_dir,
-            streams,
-            accounting_sample,
-            alert_samples,
-        })
-    }
-
-    fn binary(&self, name: &str) -> PathBuf {
-        self.bin_dir.join(name)
-    }
-}
-
 /// Addresses of the local servers the workers use.
 struct Endpoints {
     nats_url: String,
@@ -322,16 +258,16 @@ async fn run(args: &Args, fleet: &mut Fleet) -> anyhow::Result<Summary> {
         &accounting_file,
     )
     .await?;
-    fleet.receiver = Some(receiver);
 
     // Counts from before this run, so NATS_URL and DATABASE_URL may point at used servers.
     let dead_letters_before = summary::dead_letter_position(&jetstream).await?;
     let database_before = DatabaseCounts::read(&pool).await?;
 
     let lines_fed =
-        feed_accounting_file(&inputs.accounting_sample, &accounting_file, args.line_delay).await?;
+        feed::feed_accounting_file(&inputs.accounting_sample, &accounting_file, args.line_delay)
+            .await?;
     let (alert_payloads, alerts) =
-        post_alerts(&inputs.alert_samples, &endpoints.relay_listen).await?;
+        feed::post_alerts(&inputs.alert_samples, &endpoints.relay_listen).await?;
 
     step(&format!(
         "waiting for the fleet to process everything (at most {}s)",
@@ -354,9 +290,10 @@ async fn run(args: &Args, fleet: &mut Fleet) -> anyhow::Result<Summary> {
         retention,
         ..Summary::default()
     };
-    collect(
+    summary::collect(
         &mut summary,
-        fleet,
+        &fleet.workers,
+        &receiver,
         &jetstream,
         &pool,
         dead_letters_before,
@@ -369,6 +306,7 @@ async fn run(args: &Args, fleet: &mut Fleet) -> anyhow::Result<Summary> {
         started.elapsed().as_secs_f64()
     ));
     summary.print();
+    fleet.receiver = Some(receiver);
     Ok(summary)
 }
 
@@ -476,76 +414,6 @@ async fn start_workers(
     Ok(())
 }
 
-/// Appends the sample to `target` one line at a time, as Kamailio appends records, and
-/// returns the number of lines written.
-async fn feed_accounting_file(
-    sample: &Path,
-    target: &Path,
-    delay: Duration,
-) -> anyhow::Result<u64> {
-    let text =
-        std::fs::read(sample).with_context(|| format!("cannot read {}", sample.display()))?;
-    let lines: Vec<&[u8]> = text
-        .split(|byte| *byte == b'\n')
-        .filter(|line| !line.is_empty())
-        .collect();
-    step(&format!(
-        "appending {} lines of {} to {} ({}ms apart)",
-        lines.len(),
-        sample.display(),
-        target.display(),
-        delay.as_millis()
-    ));
-    let mut file = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(target)
-        .await?;
-    for line in &lines {
-        let mut record = line.to_vec();
-        record.push(b'\n');
-        file.write_all(&record).await?;
-        file.flush().await?;
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-    }
-    Ok(lines.len() as u64)
-}
-
-/// Posts each Alertmanager payload to the relay; returns the payload and alert counts.
-async fn post_alerts(samples: &[PathBuf], relay_listen: &str) -> anyhow::Result<(u64, u64)> {
-    let url = format!("http://{relay_listen}/alertmanager");
-    let http = reqwest::Client::new();
-    let mut alerts = 0;
-    for sample in samples {
-        let body =
-            std::fs::read(sample).with_context(|| format!("cannot read {}", sample.display()))?;
-        let parsed: serde_json::Value = serde_json::from_slice(&body)
-            .with_context(|| format!("{} is not JSON", sample.display()))?;
-        alerts += parsed["alerts"]
-            .as_array()
-            .map_or(0, |list| list.len() as u64);
-        let response = http
-            .post(&url)
-            .header("Content-Type", "application/json")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("posting {} to {url} failed", sample.display()))?;
-        let status = response.status();
-        let text = response.text().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!(
-                "the relay answered {status} to {}: {}",
-                sample.display(),
-                text.trim()
-            );
-        }
-        step(&format!("posted {} to {url}: {status}", sample.display()));
-    }
-    Ok((samples.len() as u64, alerts))
-}
-
 async fn run_retention(
     inputs: &Inputs,
     endpoints: &Endpoints,
@@ -584,144 +452,4 @@ async fn run_retention(
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path)
         .unwrap_or_else(|err| format!("(cannot read {}: {err})", path.display()))
-}
-
-/// The conditions that say the fleet has processed everything the demo fed it.
-struct Progress<'a> {
-    workers: &'a [WorkerProcess],
-    jetstream: &'a jetstream::Context,
-    lines_fed: u64,
-    alert_payloads: u64,
-}
-
-impl Progress<'_> {
-    async fn wait_until_settled(&self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let pending = self.pending().await;
-            if pending.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "the fleet did not finish within {}s: {}; the worker logs are in the temp dir (run with --keep)",
-                    timeout.as_secs(),
-                    pending.join("; ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-
-    /// Returns what is still outstanding, empty when everything settled.
-    async fn pending(&self) -> Vec<String> {
-        let mut pending = Vec::new();
-
-        let bridge = self.metrics("cdr-bridge").await;
-        let lines_read = metric_sum(&bridge, "akira_cdr_bridge_lines_total", &[]) as u64;
-        if lines_read < self.lines_fed {
-            pending.push(format!(
-                "the bridge read {lines_read} of {} lines",
-                self.lines_fed
-            ));
-        }
-
-        let relay = self.metrics("alert-relay").await;
-        let handled = metric_sum(&relay, "akira_worker_messages_total", &[]) as u64;
-        if handled < self.alert_payloads {
-            pending.push(format!(
-                "the relay handled {handled} of {} payloads",
-                self.alert_payloads
-            ));
-        }
-
-        for (stream, consumer) in [
-            (configs::CDR_STREAM, configs::CDR_CONSUMER),
-            (configs::NOTIFY_STREAM, configs::NOTIFY_CONSUMER),
-        ] {
-            match consumer_backlog(self.jetstream, stream, consumer).await {
-                Ok(0) => {}
-                Ok(backlog) => pending.push(format!(
-                    "{backlog} messages not yet acknowledged by {consumer}"
-                )),
-                Err(err) => pending.push(format!("cannot read consumer {consumer}: {err:#}")),
-            }
-        }
-        pending
-    }
-
-    async fn metrics(&self, name: &str) -> String {
-        worker_metrics(self.workers, name).await
-    }
-}
-
-/// Returns the `/metrics` text of worker `name`, or an empty text when it cannot be read.
-async fn worker_metrics(workers: &[WorkerProcess], name: &str) -> String {
-    let Some(worker) = workers.iter().find(|worker| worker.name == name) else {
-        return String::new();
-    };
-    match reqwest::get(worker.metrics_url()).await {
-        Ok(response) => response.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-/// Returns the messages of a consumer that are not delivered or not acknowledged yet.
-async fn consumer_backlog(
-    jetstream: &jetstream::Context,
-    stream: &str,
-    consumer: &str,
-) -> anyhow::Result<u64> {
-    let stream = jetstream.get_stream(stream).await?;
-    let info = stream.consumer_info(consumer).await?;
-    Ok(info.num_pending + info.num_ack_pending as u64)
-}
-
-async fn collect(
-    summary: &mut Summary,
-    fleet: &Fleet,
-    jetstream: &jetstream::Context,
-    pool: &sqlx::PgPool,
-    dead_letters_before: u64,
-    database_before: DatabaseCounts,
-) -> anyhow::Result<()> {
-    let bridge = worker_metrics(&fleet.workers, "cdr-bridge").await;
-    let lines = |outcome: &str| {
-        metric_sum(
-            &bridge,
-            "akira_cdr_bridge_lines_total",
-            &[("outcome", outcome)],
-        ) as u64
-    };
-    summary.lines_published = lines("published");
-    summary.lines_invalid = lines("invalid");
-    summary.lines_blank = lines("blank");
-    summary.lines_read = summary.lines_published + summary.lines_invalid + summary.lines_blank;
-
-    let database = DatabaseCounts::read(pool).await?;
-    summary.records_stored = database.records - database_before.records;
-    summary.calls = database.calls - database_before.calls;
-    summary.calls_answered = database.answered - database_before.answered;
-    summary.calls_with_bye = database.with_bye - database_before.with_bye;
-
-    let (total, groups) = summary::dead_letters_since(jetstream, dead_letters_before).await?;
-    summary.dead_letter_total = total;
-    summary.dead_letters = groups;
-
-    let relay = worker_metrics(&fleet.workers, "alert-relay").await;
-    summary.notifications_published = metric_sum(
-        &relay,
-        "akira_relay_notifications_total",
-        &[("outcome", "published")],
-    ) as u64;
-    if let Some(receiver) = &fleet.receiver {
-        summary.notifications_delivered = receiver.distinct_notifications();
-        summary.requests_by_endpoint = receiver.requests();
-    }
-    for worker in &fleet.workers {
-        summary
-            .metrics_endpoints
-            .insert(worker.name.clone(), worker.metrics_url());
-    }
-    Ok(())
 }

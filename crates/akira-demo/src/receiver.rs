@@ -16,7 +16,7 @@ struct Deliveries {
     keys: BTreeMap<String, BTreeSet<String>>,
 }
 
-/// An HTTP server on 127.0.0.1 that answers 200 to every POST and counts them by path.
+/// An HTTP server on 127.0.0.1 that responds 200 to every POST and counts them by path.
 pub struct WebhookReceiver {
     address: SocketAddr,
     deliveries: Arc<Mutex<Deliveries>>,

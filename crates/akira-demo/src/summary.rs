@@ -1,4 +1,4 @@
-//! What the demo counts, where the counts come from, and how they are printed.
+//! The demo's counts: their sources and how they are printed.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +6,10 @@ use akira_workers::dlq::{headers, DLQ_STREAM};
 use anyhow::Context;
 use async_nats::jetstream;
 use serde::Serialize;
+
+use crate::fleet::{metric_sum, WorkerProcess};
+use crate::progress::worker_metrics;
+use crate::receiver::WebhookReceiver;
 
 /// Everything the summary shows; also written as JSON with `--summary-json`.
 #[derive(Debug, Default, Serialize)]
@@ -214,4 +218,54 @@ impl Summary {
             println!("    {name:<24} {url}");
         }
     }
+}
+
+/// Fills in the counts read from the workers, NATS, PostgreSQL and the receiver; the
+/// `*_before` values are the counts from before the demo fed its input.
+pub async fn collect(
+    summary: &mut Summary,
+    workers: &[WorkerProcess],
+    receiver: &WebhookReceiver,
+    jetstream: &jetstream::Context,
+    pool: &sqlx::PgPool,
+    dead_letters_before: u64,
+    database_before: DatabaseCounts,
+) -> anyhow::Result<()> {
+    let bridge = worker_metrics(workers, "cdr-bridge").await;
+    let lines = |outcome: &str| {
+        metric_sum(
+            &bridge,
+            "akira_cdr_bridge_lines_total",
+            &[("outcome", outcome)],
+        ) as u64
+    };
+    summary.lines_published = lines("published");
+    summary.lines_invalid = lines("invalid");
+    summary.lines_blank = lines("blank");
+    summary.lines_read = summary.lines_published + summary.lines_invalid + summary.lines_blank;
+
+    let database = DatabaseCounts::read(pool).await?;
+    summary.records_stored = database.records - database_before.records;
+    summary.calls = database.calls - database_before.calls;
+    summary.calls_answered = database.answered - database_before.answered;
+    summary.calls_with_bye = database.with_bye - database_before.with_bye;
+
+    let (total, groups) = dead_letters_since(jetstream, dead_letters_before).await?;
+    summary.dead_letter_total = total;
+    summary.dead_letters = groups;
+
+    let relay = worker_metrics(workers, "alert-relay").await;
+    summary.notifications_published = metric_sum(
+        &relay,
+        "akira_relay_notifications_total",
+        &[("outcome", "published")],
+    ) as u64;
+    summary.notifications_delivered = receiver.distinct_notifications();
+    summary.requests_by_endpoint = receiver.requests();
+    for worker in workers {
+        summary
+            .metrics_endpoints
+            .insert(worker.name.clone(), worker.metrics_url());
+    }
+    Ok(())
 }

@@ -28,3 +28,19 @@ pub fn host_name() -> String {
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "unknown".to_string())
 }
+
+pub mod cli;
+pub mod connect;
+pub mod delivery;
+pub mod health;
+pub mod http;
+pub mod job;
+pub mod logging;
+pub mod metrics;
+pub mod systemd;
+mod worker;
+
+pub use cli::{exit_code, WorkerArgs};
+pub use delivery::{Delivery, Publisher, StreamInfo};
+pub use metrics::WorkerMetrics;
+pub use worker::{ConsumerMismatch, ServiceContext, Worker, WorkerError};

@@ -1,0 +1,50 @@
+//! JetStream push worker against a real nats-server.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use akira_testkit::NatsServer;
+use akira_workers::Worker;
+use common::*;
+
+const PUSH: &str = "[consumer]\nstream = \"ORDERS\"\ndurable_name = \"orders\"\nfilter_subject = \"orders.>\"\n\
+                    deliver_subject = \"akira.deliver.orders\"\ndeliver_group = \"orders\"\nmax_in_flight = 8\n";
+
+#[tokio::test]
+async fn push_worker_acks_every_message() {
+    let server = NatsServer::start();
+    let (_client, js) = connect(&server.url()).await;
+    create_stream(&js, "ORDERS", "orders.>").await;
+
+    let worker = Worker::start(config(&server.url(), "orders", PUSH)).await.unwrap();
+    let shutdown = worker.shutdown_token();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = seen.clone();
+    let running = tokio::spawn(worker.run_push(move |delivery| {
+        let recorder = recorder.clone();
+        async move {
+            recorder.lock().unwrap().push(String::from_utf8_lossy(delivery.payload()).to_string());
+            Ok(())
+        }
+    }));
+
+    publish_numbers(&js, "orders.new", 0..200).await;
+    let all_seen = wait_until(Duration::from_secs(20), || async { seen.lock().unwrap().len() >= 200 }).await;
+    assert!(all_seen, "handled {} of 200", seen.lock().unwrap().len());
+    let settled = wait_until(Duration::from_secs(10), || async {
+        consumer_state(&js, "ORDERS", "orders").await == (0, 0, 0)
+    })
+    .await;
+    let state = consumer_state(&js, "ORDERS", "orders").await;
+    assert!(settled, "consumer (pending, awaiting ack, redelivered) = {state:?}");
+
+    let distinct: HashSet<String> = seen.lock().unwrap().iter().cloned().collect();
+    assert_eq!(distinct.len(), 200);
+    assert_eq!(seen.lock().unwrap().len(), 200, "a message was handled twice");
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+}

@@ -9,10 +9,27 @@ use tokio::io::AsyncWriteExt;
 
 use crate::step;
 
-/// Appends the sample to `target` one line at a time, as Kamailio appends records, and
+/// Appends each sample to `target` one line at a time, as Kamailio appends records, and
 /// returns the number of lines written.
 pub async fn feed_accounting_file(
+    samples: &[PathBuf],
+    target: &Path,
+    delay: Duration,
+) -> anyhow::Result<u64> {
+    let mut file = tokio::fs::OpenOptions::new()
+        .append(true)
+        .open(target)
+        .await?;
+    let mut written = 0;
+    for sample in samples {
+        written += append_lines(sample, &mut file, target, delay).await?;
+    }
+    Ok(written)
+}
+
+async fn append_lines(
     sample: &Path,
+    file: &mut tokio::fs::File,
     target: &Path,
     delay: Duration,
 ) -> anyhow::Result<u64> {
@@ -29,10 +46,6 @@ pub async fn feed_accounting_file(
         target.display(),
         delay.as_millis()
     ));
-    let mut file = tokio::fs::OpenOptions::new()
-        .append(true)
-        .open(target)
-        .await?;
     for line in &lines {
         let mut record = line.to_vec();
         record.push(b'\n');

@@ -1,6 +1,6 @@
 //! The demo's inputs: the binaries it runs and the sample files it feeds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
@@ -19,7 +19,8 @@ pub const BINARIES: [&str; 6] = [WORKERCTL, BRIDGE, PIPELINE, DISPATCHER, RELAY,
 pub struct Inputs {
     pub bin_dir: PathBuf,
     pub streams: PathBuf,
-    pub accounting_sample: PathBuf,
+    /// The Kamailio sample, then the edge cases: lines the workers dead-letter.
+    pub accounting_samples: Vec<PathBuf>,
     pub alert_samples: Vec<PathBuf>,
 }
 
@@ -55,16 +56,16 @@ impl Inputs {
                 );
             }
         }
-        let mut alert_samples: Vec<PathBuf> = std::fs::read_dir(&alerts_dir)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-            .collect();
-        alert_samples.sort();
+        let mut accounting_samples = vec![accounting_sample];
+        let edge_cases = root.join("examples/data/edge-cases");
+        if edge_cases.is_dir() {
+            accounting_samples.extend(files_in(&edge_cases, &["txt", "jsonl"])?);
+        }
+        let alert_samples = files_in(&alerts_dir, &["json"])?;
         Ok(Inputs {
             bin_dir,
             streams,
-            accounting_sample,
+            accounting_samples,
             alert_samples,
         })
     }
@@ -72,4 +73,21 @@ impl Inputs {
     pub fn binary(&self, name: &str) -> PathBuf {
         self.bin_dir.join(name)
     }
+}
+
+/// Returns the files in `dir` with one of `extensions`, sorted by name.
+fn files_in(dir: &Path, extensions: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension()
+                .and_then(|ext| ext.to_str())
+                .is_some_and(|ext| extensions.contains(&ext))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }

@@ -2,8 +2,8 @@
 //!
 //! It starts nats-server and a throwaway PostgreSQL in temp dirs, or uses `NATS_URL` and
 //! `DATABASE_URL`. It declares the streams with `akira-workerctl apply` and starts the
-//! workers as child processes. Then it feeds the Kamailio sample to the bridge's file line by
-//! line and posts the Alertmanager samples to the relay. Once every count has settled, it
+//! workers as child processes. Then it feeds the Kamailio sample and the edge cases to the
+//! bridge's file line by line and posts the Alertmanager samples to the relay. Once every count has settled, it
 //! runs the retention job with `--dry-run`, prints the summary and stops everything. Ctrl-C
 //! stops everything too.
 
@@ -263,9 +263,12 @@ async fn run(args: &Args, fleet: &mut Fleet) -> anyhow::Result<Summary> {
     let dead_letters_before = summary::dead_letter_position(&jetstream).await?;
     let database_before = DatabaseCounts::read(&pool).await?;
 
-    let lines_fed =
-        feed::feed_accounting_file(&inputs.accounting_sample, &accounting_file, args.line_delay)
-            .await?;
+    let lines_fed = feed::feed_accounting_file(
+        &inputs.accounting_samples,
+        &accounting_file,
+        args.line_delay,
+    )
+    .await?;
     let (alert_payloads, alerts) =
         feed::post_alerts(&inputs.alert_samples, &endpoints.relay_listen).await?;
 

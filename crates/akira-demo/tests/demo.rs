@@ -11,32 +11,55 @@ fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Counts of the bundled accounting sample, computed from the file itself.
+/// Counts of the accounting lines the demo feeds, computed from the files themselves: the
+/// Kamailio sample, then the edge cases.
 struct SampleCounts {
     lines: u64,
-    distinct_lines: u64,
+    /// Lines that are not a JSON object, which the bridge dead-letters.
+    not_json: u64,
+    /// Distinct lines among the JSON objects.
+    distinct_json: u64,
     calls_with_invite: u64,
 }
 
 fn sample_counts(root: &Path) -> SampleCounts {
-    let text = std::fs::read_to_string(root.join("examples/data/kamailio-acc.jsonl")).unwrap();
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
+    let data = root.join("examples/data");
+    let mut files = vec![data.join("kamailio-acc.jsonl")];
+    let mut edge_cases: Vec<PathBuf> = std::fs::read_dir(data.join("edge-cases"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
         .collect();
-    let distinct: HashSet<&str> = lines.iter().copied().collect();
+    edge_cases.sort();
+    files.extend(edge_cases);
+
+    let mut counts = SampleCounts {
+        lines: 0,
+        not_json: 0,
+        distinct_json: 0,
+        calls_with_invite: 0,
+    };
+    let mut distinct = HashSet::new();
     let mut invite_calls = HashSet::new();
-    for line in &lines {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
-        if record["method"] == "INVITE" {
-            invite_calls.insert(record["callid"].as_str().unwrap().to_string());
+    for file in files {
+        let bytes = std::fs::read(&file).unwrap();
+        for line in bytes
+            .split(|byte| *byte == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            counts.lines += 1;
+            let Ok(serde_json::Value::Object(record)) = serde_json::from_slice(line) else {
+                counts.not_json += 1;
+                continue;
+            };
+            distinct.insert(line.to_vec());
+            if record.get("method").and_then(|m| m.as_str()) == Some("INVITE") {
+                invite_calls.insert(record["callid"].as_str().unwrap().to_string());
+            }
         }
     }
-    SampleCounts {
-        lines: lines.len() as u64,
-        distinct_lines: distinct.len() as u64,
-        calls_with_invite: invite_calls.len() as u64,
-    }
+    counts.distinct_json = distinct.len() as u64;
+    counts.calls_with_invite = invite_calls.len() as u64;
+    counts
 }
 
 fn number(summary: &serde_json::Value, key: &str) -> u64 {
@@ -84,18 +107,31 @@ fn demo_runs_to_summary() {
     let invalid = number(&summary, "lines_invalid");
     let blank = number(&summary, "lines_blank");
     assert_eq!(published + invalid + blank, sample.lines);
+    assert_eq!(invalid, sample.not_json);
+    assert!(
+        invalid > 0,
+        "the edge cases hold lines that are not JSON: {summary}"
+    );
 
-    // Byte-identical lines (Kamailio accounts a failed INVITE twice) are stored once, so the
-    // stored records plus the repeats equal the published lines.
+    // The pipeline dead-letters the records it cannot store; every other distinct line is
+    // one row. Byte-identical lines (Kamailio accounts a failed INVITE twice) make one row.
+    let pipeline_dead_letters: u64 = summary["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|group| group["subject"] == "akira.dlq.CDR.cdr-pipeline")
+        .map(|group| group["count"].as_u64().unwrap())
+        .sum();
     assert_eq!(
-        number(&summary, "records_stored"),
-        sample.distinct_lines - invalid
+        number(&summary, "records_stored") + pipeline_dead_letters,
+        sample.distinct_json
     );
     assert_eq!(number(&summary, "calls"), sample.calls_with_invite);
     assert!(number(&summary, "calls_with_bye") > 0, "{summary}");
-
-    // The bridge's invalid lines are the only dead letters of the sample.
-    assert_eq!(number(&summary, "dead_letter_total"), invalid);
+    assert_eq!(
+        number(&summary, "dead_letter_total"),
+        invalid + pipeline_dead_letters
+    );
 
     // Every routed alert reaches the local receiver.
     assert_eq!(number(&summary, "alert_payloads"), 3);

@@ -359,3 +359,39 @@ async fn relay_answers_503_while_disconnected() {
     )
     .await;
 }
+
+#[test]
+fn example_config_passes_check() {
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config");
+
+    let output = std::process::Command::new(BINARY)
+        .arg("--config")
+        .arg(examples.join("alert-relay.toml"))
+        .arg("--check-config")
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+}
+
+#[test]
+fn example_routes_name_dispatcher_endpoints() {
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config");
+    let read = |name: &str| -> toml::Table {
+        toml::from_str(&std::fs::read_to_string(examples.join(name)).unwrap()).unwrap()
+    };
+    let relay = read("alert-relay.toml");
+    let dispatcher = read("notification-dispatcher.toml");
+    let endpoints = dispatcher["dispatcher"]["endpoints"].as_table().unwrap();
+
+    let mut named = vec![relay["relay"]["default_endpoint"].as_str().unwrap()];
+    for route in relay["relay"]["routes"].as_array().unwrap() {
+        named.push(route["endpoint"].as_str().unwrap());
+    }
+    for endpoint in named {
+        assert!(endpoints.contains_key(endpoint), "the relay example routes to {endpoint:?}, which the dispatcher example does not define");
+    }
+}

@@ -306,3 +306,22 @@ async fn check_config_rejects_unknown_scheme() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("dispatcher.endpoints.ops.url"), "{stderr}");
 }
+
+#[test]
+fn example_config_passes_check() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../examples/config/notification-dispatcher.toml");
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("pager-token"), "Token abc\n").unwrap();
+
+    let output = std::process::Command::new(BINARY)
+        .arg("--config")
+        .arg(&example)
+        .arg("--check-config")
+        .env("CREDENTIALS_DIRECTORY", credentials.path())
+        .output()
+        .unwrap();
+
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+}

@@ -74,12 +74,15 @@ fn handle(settings: &Settings, delivery: &Delivery) -> HandlerResult {
             Ok(())
         }
         Behaviour::Fail => Err(HandlerError::retry(format!(
-            "downstream unavailable for {}\nsecond line of the error",
+            "downstream unavailable for {}",
             delivery.subject()
         ))),
         Behaviour::Permanent => Err(HandlerError::permanent("payload rejected")),
         Behaviour::Exit => {
-            tracing::error!(subject = delivery.subject(), "exiting without settling the message");
+            tracing::error!(
+                subject = delivery.subject(),
+                "exiting without settling the message"
+            );
             std::process::exit(3);
         }
     }

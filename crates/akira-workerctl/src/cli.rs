@@ -53,6 +53,15 @@ pub enum DlqCommand {
     /// Delete dead letters.
     Purge(PurgeArgs),
     /// Dead-letter messages that reach max_deliver without being settled (long-running service).
+    ///
+    /// Listens to JetStream's MAX_DELIVERIES advisories, reads each message by stream sequence
+    /// and publishes it to AKIRA_DLQ with reason max_deliver_advisory and the same Nats-Msg-Id
+    /// as the worker library, so a message dead-lettered by both is stored once. This catches
+    /// messages whose worker crashed or hung on every delivery.
+    ///
+    /// Advisories are core NATS messages: one published while no sentinel listens is lost, so
+    /// the sentinel must run whenever workers run. Several sentinels share one queue group.
+    /// Stops on SIGTERM or SIGINT.
     Sentinel(SentinelArgs),
 }
 

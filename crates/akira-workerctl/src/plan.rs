@@ -410,7 +410,10 @@ fn plan_stream(
         if current.messages > 0 && !options.force {
             return Err(vec![PlanError::RecreateRefused {
                 object,
-                detail: format!("the stream contains {}", count(current.messages as usize, "message")),
+                detail: format!(
+                    "the stream contains {}",
+                    count(current.messages as usize, "message")
+                ),
                 kind: "stream",
             }]);
         }

@@ -58,13 +58,26 @@ async fn apply_creates_then_reports_no_changes() {
     assert_eq!(config.subjects, vec!["akira.orders.>".to_string()]);
     assert_eq!(config.max_age, Duration::from_secs(7 * 86_400));
     assert_eq!(config.description.as_deref(), Some("orders from the shop"));
-    let consumer = orders.consumer_info("orders-worker").await.unwrap().config.clone();
+    let consumer = orders
+        .consumer_info("orders-worker")
+        .await
+        .unwrap()
+        .config
+        .clone();
     assert_eq!(consumer.max_deliver, 5);
     assert_eq!(consumer.max_ack_pending, 500);
     assert_eq!(consumer.backoff.len(), 4);
     assert_eq!(consumer.deliver_subject, None);
-    let push = orders.consumer_info("orders-push").await.unwrap().config.clone();
-    assert_eq!(push.deliver_subject.as_deref(), Some("akira.deliver.orders-push"));
+    let push = orders
+        .consumer_info("orders-push")
+        .await
+        .unwrap()
+        .config
+        .clone();
+    assert_eq!(
+        push.deliver_subject.as_deref(),
+        Some("akira.deliver.orders-push")
+    );
     assert_eq!(push.deliver_group.as_deref(), Some("orders-push"));
     let mut dlq = jetstream.get_stream("AKIRA_DLQ").await.unwrap();
     let dlq_config = dlq.info().await.unwrap().config.clone();
@@ -78,7 +91,12 @@ async fn apply_creates_then_reports_no_changes() {
     for line in second.lines().iter().take(4) {
         assert!(line.starts_with("unchanged "), "{line}");
     }
-    assert!(second.last_line().starts_with("no changes: the server matches"), "{second:?}");
+    assert!(
+        second
+            .last_line()
+            .starts_with("no changes: the server matches"),
+        "{second:?}"
+    );
     assert!(!second.stdout.contains("create"), "{second:?}");
     assert!(!second.stdout.contains("update"), "{second:?}");
 }
@@ -88,7 +106,12 @@ async fn apply_updates_max_age_in_place() {
     let env = Env::start();
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let jetstream = env.jetstream().await;
-    jetstream.publish("akira.orders.1", "kept".into()).await.unwrap().await.unwrap();
+    jetstream
+        .publish("akira.orders.1", "kept".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let changed = DECLARATIONS.replace("max_age = \"7d\"", "max_age = \"14d\"");
     let run = env.apply("streams.toml", &changed, &[]);
@@ -102,7 +125,10 @@ async fn apply_updates_max_age_in_place() {
     let mut orders = jetstream.get_stream("ORDERS").await.unwrap();
     let info = orders.info().await.unwrap();
     assert_eq!(info.config.max_age, Duration::from_secs(14 * 86_400));
-    assert_eq!(info.state.messages, 1, "an in-place update keeps the messages");
+    assert_eq!(
+        info.state.messages, 1,
+        "an in-place update keeps the messages"
+    );
 
     let again = env.apply("streams.toml", &changed, &[]);
     assert!(again.stdout.contains("no changes"), "{again:?}");
@@ -157,7 +183,10 @@ async fn storage_change_is_rejected_before_any_change() {
 
     let jetstream = env.jetstream().await;
     let mut orders = jetstream.get_stream("ORDERS").await.unwrap();
-    assert_eq!(orders.info().await.unwrap().config.storage, StorageType::File);
+    assert_eq!(
+        orders.info().await.unwrap().config.storage,
+        StorageType::File
+    );
     let consumer = orders.consumer_info("orders-worker").await.unwrap();
     assert_eq!(consumer.config.max_ack_pending, 500);
 }
@@ -203,7 +232,12 @@ async fn recreate_refuses_stream_with_messages_unless_forced() {
     let env = Env::start();
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let jetstream = env.jetstream().await;
-    jetstream.publish("akira.orders.1", "one".into()).await.unwrap().await.unwrap();
+    jetstream
+        .publish("akira.orders.1", "one".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let memory = DECLARATIONS.replace("storage = \"file\"", "storage = \"memory\"");
 
     let refused = env.apply("streams.toml", &memory, &["--recreate", "ORDERS"]);
@@ -214,7 +248,11 @@ async fn recreate_refuses_stream_with_messages_unless_forced() {
     let mut orders = jetstream.get_stream("ORDERS").await.unwrap();
     assert_eq!(orders.info().await.unwrap().state.messages, 1);
 
-    let forced = env.apply("streams.toml", &memory, &["--recreate", "ORDERS", "--force"]);
+    let forced = env.apply(
+        "streams.toml",
+        &memory,
+        &["--recreate", "ORDERS", "--force"],
+    );
     assert_eq!(forced.code, 0, "{forced:?}");
     let line = forced.line_starting("recreate  stream ORDERS");
     assert!(line.contains("storage file -> memory"), "{line}");
@@ -234,7 +272,11 @@ async fn recreate_consumer_changes_deliver_policy() {
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let changed = DECLARATIONS.replace("deliver_policy = \"all\"", "deliver_policy = \"new\"");
 
-    let run = env.apply("streams.toml", &changed, &["--recreate", "ORDERS/orders-worker"]);
+    let run = env.apply(
+        "streams.toml",
+        &changed,
+        &["--recreate", "ORDERS/orders-worker"],
+    );
     assert_eq!(run.code, 0, "{run:?}");
     let line = run.line_starting("recreate  consumer ORDERS/orders-worker");
     assert!(line.contains("deliver_policy all -> new"), "{line}");
@@ -257,10 +299,19 @@ async fn dry_run_exit_codes() {
     let pending = env.apply("streams.toml", DECLARATIONS, &["--dry-run"]);
     assert_eq!(pending.code, 2, "{pending:?}");
     pending.line_starting("create    stream ORDERS");
-    assert_eq!(pending.last_line(), "dry run: 4 changes pending, nothing was changed");
+    assert_eq!(
+        pending.last_line(),
+        "dry run: 4 changes pending, nothing was changed"
+    );
     let jetstream = env.jetstream().await;
-    assert!(jetstream.get_stream("ORDERS").await.is_err(), "dry run created a stream");
-    assert!(jetstream.get_stream("AKIRA_DLQ").await.is_err(), "dry run created AKIRA_DLQ");
+    assert!(
+        jetstream.get_stream("ORDERS").await.is_err(),
+        "dry run created a stream"
+    );
+    assert!(
+        jetstream.get_stream("AKIRA_DLQ").await.is_err(),
+        "dry run created AKIRA_DLQ"
+    );
 
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let in_sync = env.apply("streams.toml", DECLARATIONS, &["--dry-run"]);
@@ -293,24 +344,48 @@ async fn prune_deletes_only_undeclared_objects() {
     kept.line_starting("keep      stream LEGACY (not declared; --prune deletes it)");
     kept.line_starting("keep      consumer ORDERS/old-worker (not declared; --prune deletes it)");
     let jetstream = env.jetstream().await;
-    assert!(jetstream.get_stream("LEGACY").await.is_ok(), "deleted without --prune");
+    assert!(
+        jetstream.get_stream("LEGACY").await.is_ok(),
+        "deleted without --prune"
+    );
     let orders = jetstream.get_stream("ORDERS").await.unwrap();
-    assert!(orders.consumer_info("old-worker").await.is_ok(), "deleted without --prune");
+    assert!(
+        orders.consumer_info("old-worker").await.is_ok(),
+        "deleted without --prune"
+    );
 
     let dry = env.apply("streams.toml", DECLARATIONS, &["--prune", "--dry-run"]);
     assert_eq!(dry.code, 2, "{dry:?}");
-    assert!(jetstream.get_stream("LEGACY").await.is_ok(), "deleted by a dry run");
+    assert!(
+        jetstream.get_stream("LEGACY").await.is_ok(),
+        "deleted by a dry run"
+    );
 
     let pruned = env.apply("streams.toml", DECLARATIONS, &["--prune"]);
     assert_eq!(pruned.code, 0, "{pruned:?}");
     pruned.line_starting("delete    stream LEGACY");
     pruned.line_starting("delete    consumer ORDERS/old-worker");
-    assert!(jetstream.get_stream("LEGACY").await.is_err(), "LEGACY was not pruned");
+    assert!(
+        jetstream.get_stream("LEGACY").await.is_err(),
+        "LEGACY was not pruned"
+    );
     let orders = jetstream.get_stream("ORDERS").await.unwrap();
-    assert!(orders.consumer_info("old-worker").await.is_err(), "old-worker was not pruned");
-    assert!(orders.consumer_info("orders-worker").await.is_ok(), "a declared consumer was pruned");
-    assert!(orders.consumer_info("orders-push").await.is_ok(), "a declared consumer was pruned");
-    assert!(jetstream.get_stream("AKIRA_DLQ").await.is_ok(), "AKIRA_DLQ was pruned");
+    assert!(
+        orders.consumer_info("old-worker").await.is_err(),
+        "old-worker was not pruned"
+    );
+    assert!(
+        orders.consumer_info("orders-worker").await.is_ok(),
+        "a declared consumer was pruned"
+    );
+    assert!(
+        orders.consumer_info("orders-push").await.is_ok(),
+        "a declared consumer was pruned"
+    );
+    assert!(
+        jetstream.get_stream("AKIRA_DLQ").await.is_ok(),
+        "AKIRA_DLQ was pruned"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -354,7 +429,10 @@ async fn apply_waits_for_server_to_start() {
     })
     .await
     .unwrap();
-    assert!(first_line.contains("waiting up to 30s for NATS JetStream"), "{first_line}");
+    assert!(
+        first_line.contains("waiting up to 30s for NATS JetStream"),
+        "{first_line}"
+    );
     assert!(first_line.contains(&url), "{first_line}");
     env.server.restart();
 
@@ -362,6 +440,49 @@ async fn apply_waits_for_server_to_start() {
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut { stderr }, &mut rest).unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(0), "stdout: {stdout}\nstderr: {rest}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "stdout: {stdout}\nstderr: {rest}"
+    );
     assert!(stdout.contains("create    stream ORDERS"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_example_applies_cleanly() {
+    let env = Env::start();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/streams.toml");
+
+    let first = env.ctl(&["apply", path]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.stderr, "", "warnings for the example: {first:?}");
+    for object in [
+        "stream CDR",
+        "stream NOTIFY",
+        "stream JOBS",
+        "stream AKIRA_DLQ",
+        "consumer CDR/cdr-pipeline",
+        "consumer NOTIFY/notification-dispatcher",
+    ] {
+        first.line_starting(&format!("create    {object}"));
+    }
+
+    let second = env.ctl(&["apply", path, "--dry-run"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert!(second.last_line().starts_with("no changes"), "{second:?}");
+
+    let jetstream = env.jetstream().await;
+    let notify = jetstream.get_stream("NOTIFY").await.unwrap();
+    let dispatcher = notify
+        .consumer_info("notification-dispatcher")
+        .await
+        .unwrap();
+    assert_eq!(
+        dispatcher.config.deliver_subject.as_deref(),
+        Some("akira.deliver.notification-dispatcher")
+    );
+    assert_eq!(
+        dispatcher.config.deliver_group.as_deref(),
+        Some("notification-dispatcher")
+    );
 }

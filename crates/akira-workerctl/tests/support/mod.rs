@@ -18,6 +18,7 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
+    pub stdout_bytes: Vec<u8>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -38,12 +39,20 @@ impl Run {
         self.stdout
             .lines()
             .find(|line| line.starts_with(prefix))
-            .unwrap_or_else(|| panic!("no line starting with {prefix:?} in stdout:\n{}", self.stdout))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no line starting with {prefix:?} in stdout:\n{}",
+                    self.stdout
+                )
+            })
     }
 
     /// Returns the stderr lines that start with `error:`.
     pub fn error_lines(&self) -> Vec<&str> {
-        self.stderr.lines().filter(|line| line.starts_with("error:")).collect()
+        self.stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect()
     }
 }
 
@@ -96,7 +105,13 @@ impl Env {
     }
 
     /// Starts the test worker with `behaviour` on consumer `durable` of `stream`.
-    pub fn start_worker(&self, stream: &str, durable: &str, filter: &str, behaviour: &str) -> WorkerProcess {
+    pub fn start_worker(
+        &self,
+        stream: &str,
+        durable: &str,
+        filter: &str,
+        behaviour: &str,
+    ) -> WorkerProcess {
         let record_file = self.dir.path().join(format!("{durable}.record"));
         let config = format!(
             r#"
@@ -149,7 +164,11 @@ pub fn ctl_with_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) ->
         .env_remove("NATS_CREDS")
         .env_remove("NATS_USER")
         .env_remove("NOTIFY_SOCKET")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in env {
@@ -158,12 +177,22 @@ pub fn ctl_with_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) ->
     let mut child = command.spawn().expect("spawn akira-workerctl");
     if let Some(text) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stdout_bytes: stdout,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     }
 }
@@ -179,7 +208,10 @@ where
         if condition().await {
             return;
         }
-        assert!(Instant::now() < end, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -200,10 +232,16 @@ pub async fn subject_count(jetstream: &jetstream::Context, stream: &str, subject
     counts.iter().map(|(_, count)| count).sum()
 }
 
-/// Returns the path of the test worker example, built by `cargo test` and `cargo nextest`
-/// next to the binary under test.
+/// Returns the path of the `dlq_test_worker` example next to the binary under test.
+///
+/// NOTE: `cargo test` and `cargo nextest run` build examples, except when a `--test NAME`
+/// filter selects targets: then a missing or stale example is used as it is.
 pub fn test_worker_binary() -> PathBuf {
-    let path = Path::new(CTL).parent().unwrap().join("examples").join("dlq_test_worker");
+    let path = Path::new(CTL)
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("dlq_test_worker");
     assert!(
         path.is_file(),
         "{} is missing; build it with `cargo build -p akira-workerctl --examples`",
@@ -224,7 +262,11 @@ impl WorkerProcess {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let child = Command::new(test_worker_binary())
             .arg("--config")
             .arg(&config_path)
@@ -245,7 +287,10 @@ impl WorkerProcess {
 
     /// Returns the exit code once the process has exited, or None while it runs.
     pub fn exit_code(&mut self) -> Option<i32> {
-        self.child.try_wait().unwrap().map(|status| status.code().unwrap_or(-1))
+        self.child
+            .try_wait()
+            .unwrap()
+            .map(|status| status.code().unwrap_or(-1))
     }
 
     /// Returns the lines the `ok` behaviour recorded.

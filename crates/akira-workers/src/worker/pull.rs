@@ -67,7 +67,7 @@ where
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
     let mut failures = 0u32;
-    // Whether the last message received said more were pending.
+    // Whether the last message received reported more messages pending.
     let mut backlog = false;
     let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 

@@ -536,3 +536,17 @@ fn check_config_rejects_dotted_source() {
     assert!(stderr.contains("bridge.source"), "{stderr}");
     assert!(stderr.contains("\"edge.1\""), "{stderr}");
 }
+
+#[test]
+fn example_config_is_valid() {
+    let state = tempfile::tempdir().unwrap();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config/cdr-bridge.toml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_akira-cdr-bridge"))
+        .arg("--config")
+        .arg(&example)
+        .arg("--check-config")
+        .env("STATE_DIRECTORY", state.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

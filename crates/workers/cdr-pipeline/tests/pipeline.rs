@@ -452,3 +452,17 @@ fn check_config_requires_database_url() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("pipeline.database_url_file"), "{stderr}");
 }
+
+#[test]
+fn example_config_is_valid() {
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("database-url"), "postgres://cdr:secret@127.0.0.1/akira\n").unwrap();
+    let output = std::process::Command::new(pipeline_binary())
+        .arg("--config")
+        .arg(repository_file("examples/config/cdr-pipeline.toml"))
+        .arg("--check-config")
+        .env("CREDENTIALS_DIRECTORY", credentials.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}

@@ -121,7 +121,11 @@ async fn run(args: Args) -> Result<(), akira_workers::BoxError> {
                 })
                 .await?
         }
-        Class::Service => worker.run_service(move |context| idle_loop(settings, context)).await?,
+        Class::Service => {
+            worker
+                .run_service(move |context| idle_loop(settings, context))
+                .await?
+        }
     }
     Ok(())
 }
@@ -155,9 +159,12 @@ async fn handle(settings: Arc<ExampleSettings>, delivery: Delivery) -> HandlerRe
     let delivered = delivery.delivered();
     let result = match settings.behaviour {
         Behaviour::Ok => Ok(()),
-        Behaviour::FailThenSucceed if delivered <= settings.fail_times => Err(HandlerError::retry(
-            format!("failing delivery {delivered} of {} on purpose", settings.fail_times),
-        )),
+        Behaviour::FailThenSucceed if delivered <= settings.fail_times => {
+            Err(HandlerError::retry(format!(
+                "failing delivery {delivered} of {} on purpose",
+                settings.fail_times
+            )))
+        }
         Behaviour::FailThenSucceed => Ok(()),
         Behaviour::AlwaysFail => Err(HandlerError::retry("always failing on purpose")),
         Behaviour::Permanent => Err(HandlerError::permanent("rejected on purpose")),

@@ -52,34 +52,78 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
     .await
     .unwrap();
     for i in 0..20 {
-        js.publish("drain.job", i.to_string().into()).await.unwrap().await.unwrap();
+        js.publish("drain.job", i.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
 
     let port = free_port();
-    let mut first = Process::start(worker_binary(), dir.path(), "first", &push_config(&server.url(), port, &record_text, "sleep"), &[], &[]);
+    let mut first = Process::start(
+        worker_binary(),
+        dir.path(),
+        "first",
+        &push_config(&server.url(), port, &record_text, "sleep"),
+        &[],
+        &[],
+    );
     let address = format!("127.0.0.1:{port}");
     let busy = wait_until(Duration::from_secs(15), || async {
         match http_get(&address, "/metrics").await {
-            Some((200, body)) => sample(&body, "akira_worker_in_flight{worker=\"drain\"}") == Some(4.0),
+            Some((200, body)) => {
+                sample(&body, "akira_worker_in_flight{worker=\"drain\"}") == Some(4.0)
+            }
             _ => false,
         }
     })
     .await;
-    assert!(busy, "four handlers never ran at once; stderr:\n{}", first.stderr());
+    assert!(
+        busy,
+        "four handlers never ran at once; stderr:\n{}",
+        first.stderr()
+    );
 
     let stop_requested = Instant::now();
     first.signal("TERM");
-    let status = first.wait_timeout(Duration::from_secs(12)).expect("the worker did not exit within the shutdown timeout");
+    let status = first
+        .wait_timeout(Duration::from_secs(12))
+        .expect("the worker did not exit within the shutdown timeout");
     let took = stop_requested.elapsed();
-    assert!(status.success(), "exit status {status:?}; stderr:\n{}", first.stderr());
-    assert!(took < Duration::from_secs(10), "graceful stop took {took:?}");
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        first.stderr()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "graceful stop took {took:?}"
+    );
     let handled_by_first = records(&record).len();
-    assert_eq!(handled_by_first, 4, "the first instance should finish exactly its 4 handlers in flight");
+    assert_eq!(
+        handled_by_first, 4,
+        "the first instance should finish exactly its 4 handlers in flight"
+    );
     assert!(first.stderr().contains("draining"), "no draining log line");
 
-    let mut second = Process::start(worker_binary(), dir.path(), "second", &push_config(&server.url(), free_port(), &record_text, "ok"), &[], &[]);
-    let all_done = wait_until(Duration::from_secs(30), || async { records(&record).len() >= 20 }).await;
-    assert!(all_done, "only {} of 20 handled; stderr:\n{}", records(&record).len(), second.stderr());
+    let mut second = Process::start(
+        worker_binary(),
+        dir.path(),
+        "second",
+        &push_config(&server.url(), free_port(), &record_text, "ok"),
+        &[],
+        &[],
+    );
+    let all_done = wait_until(Duration::from_secs(30), || async {
+        records(&record).len() >= 20
+    })
+    .await;
+    assert!(
+        all_done,
+        "only {} of 20 handled; stderr:\n{}",
+        records(&record).len(),
+        second.stderr()
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut counts: HashMap<String, usize> = HashMap::new();
@@ -87,10 +131,20 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
         assert_eq!(line[3], "ok");
         *counts.entry(line[4].clone()).or_default() += 1;
     }
-    assert_eq!(counts.len(), 20, "some messages were never processed: {counts:?}");
-    assert!(counts.values().all(|&n| n == 1), "some messages were processed twice: {counts:?}");
+    assert_eq!(
+        counts.len(),
+        20,
+        "some messages were never processed: {counts:?}"
+    );
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "some messages were processed twice: {counts:?}"
+    );
     second.signal("TERM");
-    assert!(second.wait_timeout(Duration::from_secs(10)).unwrap().success());
+    assert!(second
+        .wait_timeout(Duration::from_secs(10))
+        .unwrap()
+        .success());
 }
 
 #[tokio::test]
@@ -99,7 +153,9 @@ async fn consumer_mismatch_exits_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client);
-    js.create_stream(akira_workers::dlq::dlq_stream_config()).await.unwrap();
+    js.create_stream(akira_workers::dlq::dlq_stream_config())
+        .await
+        .unwrap();
     let stream = js
         .create_stream(jetstream::stream::Config {
             name: "MISMATCH".into(),
@@ -126,31 +182,54 @@ async fn consumer_mismatch_exits_naming_the_field() {
         server.url()
     );
     let mut process = Process::start(worker_binary(), dir.path(), "mismatch", &config, &[], &[]);
-    let status = process.wait_timeout(Duration::from_secs(15)).expect("the worker kept running");
+    let status = process
+        .wait_timeout(Duration::from_secs(15))
+        .expect("the worker kept running");
     assert!(!status.success());
     let stderr = process.stderr();
-    assert!(stderr.contains("max_deliver: current 7, expected 3"), "stderr:\n{stderr}");
-    assert!(stderr.contains("consumer `mismatch` on stream `MISMATCH`"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("max_deliver: current 7, expected 3"),
+        "stderr:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("consumer `mismatch` on stream `MISMATCH`"),
+        "stderr:\n{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn invalid_configuration_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[worker]\nname = \"bad\"\n[consumer]\nack_wait = \"soon\"\n[example]\nclass = \"pull\"\n";
+    let config =
+        "[worker]\nname = \"bad\"\n[consumer]\nack_wait = \"soon\"\n[example]\nclass = \"pull\"\n";
     let mut process = Process::start(worker_binary(), dir.path(), "bad", config, &[], &[]);
-    let status = process.wait_timeout(Duration::from_secs(10)).expect("the worker kept running");
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the worker kept running");
     assert_eq!(status.code(), Some(1));
     let stderr = process.stderr();
     assert!(stderr.contains("`consumer.ack_wait`"), "stderr:\n{stderr}");
     assert!(stderr.contains("\"soon\""), "stderr:\n{stderr}");
-    assert!(stderr.contains("30s"), "the error does not show the expected form:\n{stderr}");
+    assert!(
+        stderr.contains("30s"),
+        "the error does not show the expected form:\n{stderr}"
+    );
 }
 
 #[tokio::test]
 async fn check_config_validates_without_connecting() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[worker]\nname = \"ok\"\n[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[example]\nclass = \"core\"\n";
-    let mut process = Process::start(worker_binary(), dir.path(), "ok", config, &[], &["--check-config"]);
-    let status = process.wait_timeout(Duration::from_secs(10)).expect("--check-config kept running");
+    let mut process = Process::start(
+        worker_binary(),
+        dir.path(),
+        "ok",
+        config,
+        &[],
+        &["--check-config"],
+    );
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("--check-config kept running");
     assert!(status.success(), "stderr:\n{}", process.stderr());
 }

@@ -35,7 +35,9 @@ pub enum ConfigError {
         origin: String,
         message: String,
     },
-    #[error("cannot read secret `{key}` from {path}: {source}; check the path and its permissions")]
+    #[error(
+        "cannot read secret `{key}` from {path}: {source}; check the path and its permissions"
+    )]
     Secret {
         key: String,
         path: PathBuf,
@@ -304,7 +306,9 @@ pub struct JobSettings {
     pub textfile_dir: Option<PathBuf>,
 }
 
-fn string_or_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+fn string_or_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -342,10 +346,11 @@ impl Config {
         origin: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut document: toml::Table = toml::from_str(text).map_err(|err| ConfigError::Syntax {
-            path: origin.to_string(),
-            message: err.to_string(),
-        })?;
+        let mut document: toml::Table =
+            toml::from_str(text).map_err(|err| ConfigError::Syntax {
+                path: origin.to_string(),
+                message: err.to_string(),
+            })?;
         apply_env_overrides(&mut document, env)?;
 
         let mut common_table = toml::Table::new();
@@ -463,7 +468,9 @@ impl Config {
                 return Err(ConfigError::invalid(
                     "nats.servers",
                     origin,
-                    format!("{server:?} is not a NATS URL; write nats://host:4222 or tls://host:4222"),
+                    format!(
+                        "{server:?} is not a NATS URL; write nats://host:4222 or tls://host:4222"
+                    ),
                 ));
             }
         }
@@ -502,7 +509,11 @@ impl Config {
             ));
         }
         if self.log.level.trim().is_empty() {
-            return Err(ConfigError::invalid("log.level", origin, "must not be empty; use info"));
+            return Err(ConfigError::invalid(
+                "log.level",
+                origin,
+                "must not be empty; use info",
+            ));
         }
         if !self.metrics.listen.is_empty()
             && self.metrics.listen.parse::<std::net::SocketAddr>().is_err()
@@ -572,7 +583,10 @@ fn apply_env_overrides(
             // AKIRA_CONFIG and similar single-word variables are not overrides.
             continue;
         }
-        let path: Vec<String> = rest.split("__").map(|part| part.to_ascii_lowercase()).collect();
+        let path: Vec<String> = rest
+            .split("__")
+            .map(|part| part.to_ascii_lowercase())
+            .collect();
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::invalid(
                 &name,
@@ -605,7 +619,9 @@ fn apply_env_overrides(
 fn parse_env_value(raw: &str) -> toml::Value {
     let wrapped = format!("value = {raw}");
     match toml::from_str::<toml::Table>(&wrapped) {
-        Ok(mut table) => table.remove("value").unwrap_or(toml::Value::String(raw.to_string())),
+        Ok(mut table) => table
+            .remove("value")
+            .unwrap_or(toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.to_string()),
     }
 }
@@ -670,9 +686,12 @@ mod tests {
 
     #[test]
     fn invalid_duration_names_key() {
-        let err = parse("[worker]\nname = \"w\"\n[consumer]\nack_wait = \"30x\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "[worker]\nname = \"w\"\n[consumer]\nack_wait = \"30x\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("`consumer.ack_wait`"), "{err}");
         assert!(err.contains("\"30x\""), "{err}");
     }
@@ -685,9 +704,12 @@ mod tests {
 
     #[test]
     fn unknown_key_is_rejected() {
-        let err = parse("[worker]\nname = \"w\"\n[retry]\nbase_delay = \"1s\"\n", &[])
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "[worker]\nname = \"w\"\n[retry]\nbase_delay = \"1s\"\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("base_delay"), "{err}");
     }
 
@@ -708,9 +730,12 @@ mod tests {
 
     #[test]
     fn env_override_with_bad_value_names_key() {
-        let err = parse("[worker]\nname = \"w\"\n", &[("AKIRA_RETRY__MAX_DELIVER", "many")])
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "[worker]\nname = \"w\"\n",
+            &[("AKIRA_RETRY__MAX_DELIVER", "many")],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("retry.max_deliver"), "{err}");
     }
 
@@ -721,7 +746,11 @@ mod tests {
             #[allow(dead_code)]
             max_line_bytes: usize,
         }
-        let config = parse("[worker]\nname = \"w\"\n[bridge]\nmax_line_bytes = -1\n", &[]).unwrap();
+        let config = parse(
+            "[worker]\nname = \"w\"\n[bridge]\nmax_line_bytes = -1\n",
+            &[],
+        )
+        .unwrap();
         let err = config.section::<Bridge>("bridge").unwrap_err().to_string();
         assert!(err.contains("bridge.max_line_bytes"), "{err}");
     }

@@ -72,8 +72,8 @@ async fn options(
     }
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            options = options
-                .add_client_certificate(resolve_secret_path(cert), resolve_secret_path(key));
+            options =
+                options.add_client_certificate(resolve_secret_path(cert), resolve_secret_path(key));
         }
         (None, None) => {}
         _ => {
@@ -112,7 +112,10 @@ async fn options(
                 Event::LameDuckMode => tracing::warn!("NATS server entered lame duck mode"),
                 Event::SlowConsumer(sid) => {
                     metrics.record_swallowed_error();
-                    tracing::error!(sid, "slow consumer: the client dropped messages for a subscription");
+                    tracing::error!(
+                        sid,
+                        "slow consumer: the client dropped messages for a subscription"
+                    );
                 }
                 Event::ServerError(err) => {
                     metrics.record_swallowed_error();

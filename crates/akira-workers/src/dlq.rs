@@ -163,7 +163,10 @@ impl DeadLetter {
         out.insert(headers::CONSUMER, header_value(&self.consumer));
         out.insert(headers::SUBJECT, header_value(&self.subject));
         out.insert(headers::SEQUENCE, header_value(&self.sequence.to_string()));
-        out.insert(headers::DELIVERIES, header_value(&self.deliveries.to_string()));
+        out.insert(
+            headers::DELIVERIES,
+            header_value(&self.deliveries.to_string()),
+        );
         out.insert(headers::REASON, header_value(self.reason.as_str()));
         out.insert(headers::ERROR, header_value(&truncate_error(&self.error)));
         out.insert(headers::WORKER, header_value(&self.worker));

@@ -7,7 +7,9 @@ use serde::{de, Deserialize, Deserializer, Serializer};
 /// Parses a duration such as `30s`, `250ms`, `5m` or `30d`.
 pub fn parse(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|err| {
-        format!("invalid duration {text:?} ({err}): write a number with a unit, such as 30s, 5m or 30d")
+        format!(
+            "invalid duration {text:?} ({err}): write a number with a unit, such as 30s, 5m or 30d"
+        )
     })
 }
 
@@ -86,7 +88,11 @@ mod tests {
 
     #[test]
     fn format_round_trips() {
-        for d in [Duration::from_secs(90), Duration::from_millis(1500), Duration::ZERO] {
+        for d in [
+            Duration::from_secs(90),
+            Duration::from_millis(1500),
+            Duration::ZERO,
+        ] {
             assert_eq!(parse(&format(d)).unwrap(), d);
         }
     }

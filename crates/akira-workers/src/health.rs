@@ -45,7 +45,9 @@ impl Health {
 
     /// Records that the main loop turned.
     pub fn tick(&self) {
-        self.inner.last_tick_ms.store(self.now_ms().max(1), Ordering::Relaxed);
+        self.inner
+            .last_tick_ms
+            .store(self.now_ms().max(1), Ordering::Relaxed);
     }
 
     pub fn set_connected(&self, connected: bool) {

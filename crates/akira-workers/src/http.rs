@@ -56,7 +56,10 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 
 async fn ready_handler(State(state): State<AppState>) -> impl IntoResponse {
     if !state.health.is_connected() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: NATS is not connected\n");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: NATS is not connected\n",
+        );
     }
     if !state.health.is_ready() {
         return (

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -83,12 +84,7 @@ where
     tracing::info!(worker = %name, config = %config.origin(), "starting job");
 
     let shutdown = CancellationToken::new();
-    let signal_token = shutdown.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            signal_token.cancel();
-        }
-    });
+    crate::worker::spawn_signal_handler(shutdown.clone());
     let context = JobContext {
         config,
         shutdown,
@@ -105,14 +101,19 @@ where
     };
     match &result {
         Ok(()) => tracing::info!(duration_ms = elapsed.as_millis() as u64, "job finished"),
-        Err(err) => tracing::error!(error = %err, duration_ms = elapsed.as_millis() as u64, "job failed"),
+        Err(err) => {
+            tracing::error!(error = %err, duration_ms = elapsed.as_millis() as u64, "job failed")
+        }
     }
 
     if let Some(dir) = textfile_dir {
         let path = textfile_path(&dir, &name);
         if let Err(err) = record(&path, &name, outcome, elapsed, SystemTime::now()) {
             tracing::error!(path = %path.display(), error = %err, "writing the job's metrics textfile failed");
-            let message = format!("cannot write job metrics to {}: {err}; check job.textfile_dir", path.display());
+            let message = format!(
+                "cannot write job metrics to {}: {err}; check job.textfile_dir",
+                path.display()
+            );
             return Err(match result {
                 Ok(()) => message.into(),
                 Err(job_error) => format!("{job_error}; also {message}").into(),
@@ -145,7 +146,10 @@ pub fn record(
     for label in ["success", "failure"] {
         runs.entry(label.to_string()).or_insert(0);
     }
-    let now_seconds = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let now_seconds = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
     let last_success = match outcome {
         JobOutcome::Success => Some(now_seconds),
         JobOutcome::Failure => previous.last_success,
@@ -175,7 +179,14 @@ pub fn record(
     }
 
     let temporary = path.with_extension(format!("prom.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&temporary)?;
+    // node_exporter runs as another user: the file must be world-readable whatever the umask.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&temporary)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     std::fs::rename(&temporary, path)
@@ -207,7 +218,10 @@ fn parse_previous(text: &str) -> Previous {
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -219,14 +233,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = textfile_path(dir.path(), "retention");
         let t0 = UNIX_EPOCH + Duration::from_secs(1_000);
-        record(&path, "retention", JobOutcome::Success, Duration::from_millis(1500), t0).unwrap();
-        record(&path, "retention", JobOutcome::Failure, Duration::from_secs(2), t0 + Duration::from_secs(60)).unwrap();
-        record(&path, "retention", JobOutcome::Success, Duration::from_secs(1), t0 + Duration::from_secs(120)).unwrap();
+        record(
+            &path,
+            "retention",
+            JobOutcome::Success,
+            Duration::from_millis(1500),
+            t0,
+        )
+        .unwrap();
+        record(
+            &path,
+            "retention",
+            JobOutcome::Failure,
+            Duration::from_secs(2),
+            t0 + Duration::from_secs(60),
+        )
+        .unwrap();
+        record(
+            &path,
+            "retention",
+            JobOutcome::Success,
+            Duration::from_secs(1),
+            t0 + Duration::from_secs(120),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("akira_job_runs_total{worker=\"retention\",outcome=\"success\"} 2\n"), "{text}");
-        assert!(text.contains("akira_job_runs_total{worker=\"retention\",outcome=\"failure\"} 1\n"), "{text}");
-        assert!(text.contains("akira_job_last_success_timestamp_seconds{worker=\"retention\"} 1120\n"), "{text}");
-        assert!(text.contains("akira_job_duration_seconds{worker=\"retention\"} 1\n"), "{text}");
+        assert!(
+            text.contains("akira_job_runs_total{worker=\"retention\",outcome=\"success\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_job_runs_total{worker=\"retention\",outcome=\"failure\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_job_last_success_timestamp_seconds{worker=\"retention\"} 1120\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_job_duration_seconds{worker=\"retention\"} 1\n"),
+            "{text}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]
@@ -235,8 +284,18 @@ mod tests {
         let path = textfile_path(dir.path(), "job");
         let t0 = UNIX_EPOCH + Duration::from_secs(500);
         record(&path, "job", JobOutcome::Success, Duration::ZERO, t0).unwrap();
-        record(&path, "job", JobOutcome::Failure, Duration::ZERO, t0 + Duration::from_secs(10)).unwrap();
+        record(
+            &path,
+            "job",
+            JobOutcome::Failure,
+            Duration::ZERO,
+            t0 + Duration::from_secs(10),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("akira_job_last_success_timestamp_seconds{worker=\"job\"} 500\n"), "{text}");
+        assert!(
+            text.contains("akira_job_last_success_timestamp_seconds{worker=\"job\"} 500\n"),
+            "{text}"
+        );
     }
 }

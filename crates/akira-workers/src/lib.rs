@@ -38,7 +38,7 @@ pub mod job;
 pub mod logging;
 pub mod metrics;
 pub mod systemd;
-mod worker;
+pub(crate) mod worker;
 
 pub use cli::{exit_code, WorkerArgs};
 pub use delivery::{Delivery, Publisher, StreamInfo};

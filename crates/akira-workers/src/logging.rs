@@ -53,6 +53,7 @@ pub fn init(settings: &LogSettings) {
             Err(_) => json_layer(),
         },
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         LogFormat::Json | LogFormat::Auto => json_layer(),

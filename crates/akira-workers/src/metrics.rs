@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
 
+use crate::dlq::Reason;
+
 /// How a message ended, the `outcome` label of `akira_worker_messages_total`.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
@@ -139,6 +141,25 @@ impl WorkerMetrics {
             "Always 1; the version label is the akira-workers library version",
             build_info,
         );
+        // Series that exist from the start at 0 let rate() and increase() see their first event.
+        for outcome in [
+            Outcome::ack,
+            Outcome::retry,
+            Outcome::dead_letter,
+            Outcome::error,
+        ] {
+            drop(metrics.messages.get_or_create(&OutcomeLabels { outcome }));
+        }
+        for reason in [
+            Reason::MaxDeliver,
+            Reason::Permanent,
+            Reason::MaxDeliverAdvisory,
+            Reason::InvalidRecord,
+        ] {
+            drop(metrics.dead_letters.get_or_create(&ReasonLabels {
+                reason: reason.as_str().to_string(),
+            }));
+        }
         *metrics.registry.lock().expect("metrics registry lock") = registry;
         metrics
     }
@@ -189,7 +210,8 @@ impl WorkerMetrics {
         if delivered > 1 {
             self.redeliveries.inc();
         }
-        self.consumer_pending.set(pending.min(i64::MAX as u64) as i64);
+        self.consumer_pending
+            .set(pending.min(i64::MAX as u64) as i64);
     }
 
     pub fn set_connected(&self, connected: bool) {
@@ -207,7 +229,9 @@ impl WorkerMetrics {
 
     /// Returns the count for one outcome (for summaries and tests).
     pub fn outcome_count(&self, outcome: Outcome) -> u64 {
-        self.messages.get_or_create(&OutcomeLabels { outcome }).get()
+        self.messages
+            .get_or_create(&OutcomeLabels { outcome })
+            .get()
     }
 }
 
@@ -228,10 +252,22 @@ mod tests {
         metrics.record_outcome(Outcome::ack, 2);
         metrics.record_dead_letter("permanent");
         let text = metrics.encode();
-        assert!(text.contains("akira_worker_messages_total{worker=\"w1\",outcome=\"ack\"} 2"), "{text}");
-        assert!(text.contains("akira_worker_dead_letters_total{worker=\"w1\",reason=\"permanent\"} 1"), "{text}");
-        assert!(text.contains("akira_worker_build_info{worker=\"w1\",version="), "{text}");
-        assert!(text.contains("akira_worker_handler_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("akira_worker_messages_total{worker=\"w1\",outcome=\"ack\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_dead_letters_total{worker=\"w1\",reason=\"permanent\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_build_info{worker=\"w1\",version="),
+            "{text}"
+        );
+        assert!(
+            text.contains("akira_worker_handler_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

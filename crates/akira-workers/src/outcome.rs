@@ -77,7 +77,11 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = if self.is_retryable() { "retryable" } else { "permanent" };
+        let kind = if self.is_retryable() {
+            "retryable"
+        } else {
+            "permanent"
+        };
         write!(f, "{kind} error: {}", self.message())
     }
 }

@@ -96,7 +96,11 @@ impl RetryPolicy {
             ));
         }
         if self.base.is_zero() {
-            return Err(ConfigError::invalid("retry.base", origin, "must be greater than 0, such as \"1s\""));
+            return Err(ConfigError::invalid(
+                "retry.base",
+                origin,
+                "must be greater than 0, such as \"1s\"",
+            ));
         }
         if self.cap < self.base {
             return Err(ConfigError::invalid(
@@ -113,7 +117,10 @@ impl RetryPolicy {
             return Err(ConfigError::invalid(
                 "retry.jitter",
                 origin,
-                format!("{} must be at least 0 and less than 1, such as 0.2", self.jitter),
+                format!(
+                    "{} must be at least 0 and less than 1, such as 0.2",
+                    self.jitter
+                ),
             ));
         }
         Ok(())
@@ -139,7 +146,10 @@ mod tests {
         let policy = RetryPolicy::default();
         for _ in 0..1000 {
             let d = policy.jittered_delay(3);
-            assert!(d >= Duration::from_millis(3200) && d <= Duration::from_millis(4800), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(3200) && d <= Duration::from_millis(4800),
+                "{d:?}"
+            );
         }
     }
 
@@ -150,12 +160,21 @@ mod tests {
         assert_eq!(backoff.len(), 4);
         assert_eq!(backoff[0], Duration::from_secs(30));
         let short = policy.server_backoff(Duration::from_secs(1));
-        assert_eq!(short, vec![1, 2, 4, 8].into_iter().map(Duration::from_secs).collect::<Vec<_>>());
+        assert_eq!(
+            short,
+            vec![1, 2, 4, 8]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn last_delivery_is_max_deliver() {
-        let policy = RetryPolicy { max_deliver: 3, ..Default::default() };
+        let policy = RetryPolicy {
+            max_deliver: 3,
+            ..Default::default()
+        };
         assert!(!policy.is_last_delivery(2));
         assert!(policy.is_last_delivery(3));
     }

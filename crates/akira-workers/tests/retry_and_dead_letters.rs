@@ -27,13 +27,21 @@ async fn start_push<F>(
     stream: &str,
     extra: &str,
     outcome: F,
-) -> (Deliveries, tokio_util_token::Token, tokio::task::JoinHandle<Result<(), akira_workers::WorkerError>>)
+) -> (
+    Deliveries,
+    tokio_util_token::Token,
+    tokio::task::JoinHandle<Result<(), akira_workers::WorkerError>>,
+)
 where
     F: Fn(i64, &str) -> Result<(), HandlerError> + Send + Sync + 'static,
 {
-    let worker = Worker::start(config(url, &stream.to_lowercase(), &push_settings(stream, extra)))
-        .await
-        .unwrap();
+    let worker = Worker::start(config(
+        url,
+        &stream.to_lowercase(),
+        &push_settings(stream, extra),
+    ))
+    .await
+    .unwrap();
     let token = worker.shutdown_token();
     let deliveries: Deliveries = Arc::new(Mutex::new(Vec::new()));
     let recorder = deliveries.clone();
@@ -43,7 +51,10 @@ where
         let outcome = outcome.clone();
         async move {
             let payload = String::from_utf8_lossy(delivery.payload()).to_string();
-            recorder.lock().unwrap().push((Instant::now(), delivery.delivered(), payload.clone()));
+            recorder
+                .lock()
+                .unwrap()
+                .push((Instant::now(), delivery.delivered(), payload.clone()));
             outcome(delivery.delivered(), &payload)
         }
     }));
@@ -60,7 +71,9 @@ mod tokio_util_token {
     }
 }
 
-async fn dlq_messages(js: &jetstream::Context) -> Vec<async_nats::jetstream::message::StreamMessage> {
+async fn dlq_messages(
+    js: &jetstream::Context,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
     let Ok(stream) = js.get_stream(dlq::DLQ_STREAM).await else {
         return Vec::new();
     };
@@ -96,9 +109,16 @@ async fn retry_gaps_grow_with_policy() {
         },
     )
     .await;
-    js.publish("retry.one", "x".into()).await.unwrap().await.unwrap();
+    js.publish("retry.one", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
-    let done = wait_until(Duration::from_secs(15), || async { deliveries.lock().unwrap().len() >= 3 }).await;
+    let done = wait_until(Duration::from_secs(15), || async {
+        deliveries.lock().unwrap().len() >= 3
+    })
+    .await;
     assert!(done, "saw {} deliveries", deliveries.lock().unwrap().len());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let seen = deliveries.lock().unwrap().clone();
@@ -106,9 +126,18 @@ async fn retry_gaps_grow_with_policy() {
     assert_eq!(seen.iter().map(|d| d.1).collect::<Vec<_>>(), vec![1, 2, 3]);
     let first_gap = seen[1].0 - seen[0].0;
     let second_gap = seen[2].0 - seen[1].0;
-    assert!(first_gap >= Duration::from_millis(400), "first gap {first_gap:?} < 0.8 x 500ms");
-    assert!(second_gap >= Duration::from_millis(800), "second gap {second_gap:?} < 0.8 x 1s");
-    assert!(second_gap > first_gap, "gaps did not grow: {first_gap:?} then {second_gap:?}");
+    assert!(
+        first_gap >= Duration::from_millis(400),
+        "first gap {first_gap:?} < 0.8 x 500ms"
+    );
+    assert!(
+        second_gap >= Duration::from_millis(800),
+        "second gap {second_gap:?} < 0.8 x 1s"
+    );
+    assert!(
+        second_gap > first_gap,
+        "gaps did not grow: {first_gap:?} then {second_gap:?}"
+    );
 }
 
 #[tokio::test]
@@ -131,14 +160,25 @@ async fn always_failing_message_is_dead_lettered_once() {
         .await
         .unwrap();
 
-    let stored = wait_until(Duration::from_secs(15), || async { dlq_messages(&js).await.len() == 1 }).await;
-    assert!(stored, "AKIRA_DLQ holds {} messages", dlq_messages(&js).await.len());
+    let stored = wait_until(Duration::from_secs(15), || async {
+        dlq_messages(&js).await.len() == 1
+    })
+    .await;
+    assert!(
+        stored,
+        "AKIRA_DLQ holds {} messages",
+        dlq_messages(&js).await.len()
+    );
     let letters = dlq_messages(&js).await;
     let letter = &letters[0];
     assert_eq!(letter.subject.as_str(), "akira.dlq.FAIL.fail");
     assert_eq!(letter.payload.as_ref(), b"payload-1");
     let h = &letter.headers;
-    let get = |name: &str| h.get(name).map(|v| v.as_str().to_string()).unwrap_or_default();
+    let get = |name: &str| {
+        h.get(name)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default()
+    };
     assert_eq!(get(headers::STREAM), "FAIL");
     assert_eq!(get(headers::CONSUMER), "fail");
     assert_eq!(get(headers::SUBJECT), "fail.one");
@@ -147,7 +187,11 @@ async fn always_failing_message_is_dead_lettered_once() {
     assert_eq!(get(headers::REASON), "max_deliver");
     assert!(get(headers::ERROR).contains("database unavailable"));
     assert!(get(headers::WORKER).starts_with("fail@"));
-    assert!(time::OffsetDateTime::parse(&get(headers::FAILED_AT), &time::format_description::well_known::Rfc3339).is_ok());
+    assert!(time::OffsetDateTime::parse(
+        &get(headers::FAILED_AT),
+        &time::format_description::well_known::Rfc3339
+    )
+    .is_ok());
     assert_eq!(get(headers::MSG_ID), "dlq:FAIL:1");
     assert_eq!(get("X-Origin"), "test");
     assert_eq!(deliveries.lock().unwrap().len(), 3);
@@ -157,7 +201,11 @@ async fn always_failing_message_is_dead_lettered_once() {
         pending == 0 && awaiting == 0
     })
     .await;
-    assert!(settled, "the original is still pending: {:?}", consumer_state(&js, "FAIL", "fail").await);
+    assert!(
+        settled,
+        "the original is still pending: {:?}",
+        consumer_state(&js, "FAIL", "fail").await
+    );
 
     // Dead-lettering the same message again (a second worker, or the sentinel) stores nothing new.
     let again = DeadLetter {
@@ -171,8 +219,16 @@ async fn always_failing_message_is_dead_lettered_once() {
         worker: "other@host".into(),
         failed_at: time::OffsetDateTime::now_utc(),
     };
-    let ack = again.publish(&js, None, "payload-1".into()).await.unwrap().await.unwrap();
-    assert!(ack.duplicate, "the second dead letter was not recognised as a duplicate");
+    let ack = again
+        .publish(&js, None, "payload-1".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(
+        ack.duplicate,
+        "the second dead letter was not recognised as a duplicate"
+    );
     assert_eq!(dlq_messages(&js).await.len(), 1);
 }
 
@@ -185,14 +241,30 @@ async fn permanent_error_is_dead_lettered_on_first_delivery() {
         Err(HandlerError::permanent("missing field callid"))
     })
     .await;
-    js.publish("perm.one", "{}".into()).await.unwrap().await.unwrap();
+    js.publish("perm.one", "{}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
-    let stored = wait_until(Duration::from_secs(10), || async { dlq_messages(&js).await.len() == 1 }).await;
+    let stored = wait_until(Duration::from_secs(10), || async {
+        dlq_messages(&js).await.len() == 1
+    })
+    .await;
     assert!(stored);
     let letter = &dlq_messages(&js).await[0];
-    assert_eq!(letter.headers.get(headers::REASON).unwrap().as_str(), "permanent");
-    assert_eq!(letter.headers.get(headers::DELIVERIES).unwrap().as_str(), "1");
-    assert_eq!(letter.headers.get(headers::ERROR).unwrap().as_str(), "missing field callid");
+    assert_eq!(
+        letter.headers.get(headers::REASON).unwrap().as_str(),
+        "permanent"
+    );
+    assert_eq!(
+        letter.headers.get(headers::DELIVERIES).unwrap().as_str(),
+        "1"
+    );
+    assert_eq!(
+        letter.headers.get(headers::ERROR).unwrap().as_str(),
+        "missing field callid"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(deliveries.lock().unwrap().len(), 1);
 }
@@ -214,8 +286,16 @@ async fn panicking_handler_is_retried() {
         },
     )
     .await;
-    js.publish("panic.one", "boom".into()).await.unwrap().await.unwrap();
-    js.publish("panic.two", "fine".into()).await.unwrap().await.unwrap();
+    js.publish("panic.one", "boom".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    js.publish("panic.two", "fine".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let done = wait_until(Duration::from_secs(10), || async {
         let seen = deliveries.lock().unwrap();
@@ -255,7 +335,11 @@ async fn slow_handler_is_delivered_once() {
             Ok(())
         }
     }));
-    js.publish("slow.one", "x".into()).await.unwrap().await.unwrap();
+    js.publish("slow.one", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     let settled = wait_until(Duration::from_secs(10), || async {
         let (pending, awaiting, _) = consumer_state(&js, "SLOW", "slow").await;
@@ -263,7 +347,11 @@ async fn slow_handler_is_delivered_once() {
     })
     .await;
     assert!(settled);
-    assert_eq!(*count.lock().unwrap(), 1, "the slow message was redelivered");
+    assert_eq!(
+        *count.lock().unwrap(),
+        1,
+        "the slow message was redelivered"
+    );
     let (_, _, redelivered) = consumer_state(&js, "SLOW", "slow").await;
     assert_eq!(redelivered, 0);
 }

@@ -14,7 +14,14 @@ pub struct Process {
 
 impl Process {
     /// Starts `binary --config <dir>/<name>.toml` with the configuration `toml` and `env`.
-    pub fn start(binary: &str, dir: &Path, name: &str, toml: &str, env: &[(&str, &str)], args: &[&str]) -> Process {
+    pub fn start(
+        binary: &str,
+        dir: &Path,
+        name: &str,
+        toml: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Process {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, toml).unwrap();
         let stderr_path = dir.join(format!("{name}.{}.log", std::process::id()));

@@ -72,7 +72,10 @@ impl Expected {
                     .deliver_subject
                     .clone()
                     .unwrap_or_else(|| format!("akira.deliver.{durable}"));
-                let group = consumer.deliver_group.clone().or_else(|| Some(durable.clone()));
+                let group = consumer
+                    .deliver_group
+                    .clone()
+                    .or_else(|| Some(durable.clone()));
                 (Some(subject), group)
             }
             ConsumerKind::Pull => (None, None),
@@ -98,7 +101,10 @@ impl Expected {
                 fields.push((name.to_string(), current, expected));
             }
         };
-        let is_push = current.deliver_subject.as_deref().is_some_and(|s| !s.is_empty());
+        let is_push = current
+            .deliver_subject
+            .as_deref()
+            .is_some_and(|s| !s.is_empty());
         let kind = |push: bool| if push { "push" } else { "pull" }.to_string();
         compare("kind", kind(is_push), kind(self.kind == ConsumerKind::Push));
         compare(
@@ -116,9 +122,17 @@ impl Expected {
             duration::format(current.ack_wait),
             duration::format(self.ack_wait),
         );
-        compare("backoff", format_list(&current.backoff), format_list(&self.backoff));
+        compare(
+            "backoff",
+            format_list(&current.backoff),
+            format_list(&self.backoff),
+        );
         if let Some(filter) = &self.filter_subject {
-            compare("filter_subject", quoted(&current.filter_subject), quoted(filter));
+            compare(
+                "filter_subject",
+                quoted(&current.filter_subject),
+                quoted(filter),
+            );
         }
         if self.kind == ConsumerKind::Push && is_push {
             compare(
@@ -209,7 +223,10 @@ pub(crate) async fn verify(runtime: &Runtime, kind: ConsumerKind) -> Result<Expe
         }
         None if ensure => {
             let result = match kind {
-                ConsumerKind::Pull => stream.create_consumer(expected.pull_config()).await.map(|_| ()),
+                ConsumerKind::Pull => stream
+                    .create_consumer(expected.pull_config())
+                    .await
+                    .map(|_| ()),
                 ConsumerKind::Push => stream
                     .create_consumer(expected.push_config(runtime.config.consumer.idle_heartbeat))
                     .await
@@ -235,7 +252,9 @@ pub(crate) async fn verify(runtime: &Runtime, kind: ConsumerKind) -> Result<Expe
 fn is_consumer_missing(err: &async_nats::jetstream::context::ConsumerInfoError) -> bool {
     match err.kind() {
         ConsumerInfoErrorKind::NotFound => true,
-        ConsumerInfoErrorKind::JetStream(inner) => inner.error_code() == ErrorCode::CONSUMER_NOT_FOUND,
+        ConsumerInfoErrorKind::JetStream(inner) => {
+            inner.error_code() == ErrorCode::CONSUMER_NOT_FOUND
+        }
         _ => false,
     }
 }
@@ -255,7 +274,10 @@ async fn ensure_dlq(jetstream: &jetstream::Context, ensure: bool) -> Result<(), 
                     action: format!("creating stream `{}`", dlq::DLQ_STREAM),
                     message: err.to_string(),
                 })?;
-            tracing::info!(stream = dlq::DLQ_STREAM, "created dead-letter stream (worker.ensure)");
+            tracing::info!(
+                stream = dlq::DLQ_STREAM,
+                "created dead-letter stream (worker.ensure)"
+            );
             Ok(())
         }
         Err(err) if is_stream_missing(&err) => Err(WorkerError::StreamNotFound {
@@ -277,13 +299,12 @@ async fn get_or_create_stream(
     match jetstream.get_stream(&expected.stream).await {
         Ok(stream) => Ok(stream),
         Err(err) if is_stream_missing(&err) && ensure => {
-            let subject = expected
-                .filter_subject
-                .clone()
-                .ok_or_else(|| runtime.config.missing(
+            let subject = expected.filter_subject.clone().ok_or_else(|| {
+                runtime.config.missing(
                     "consumer.filter_subject",
                     "a subject, so worker.ensure can create the stream with it",
-                ))?;
+                )
+            })?;
             let stream = jetstream
                 .create_stream(async_nats::jetstream::stream::Config {
                     name: expected.stream.clone(),

@@ -39,13 +39,21 @@ where
     if settings.subjects.is_empty() {
         return Err(runtime
             .config
-            .missing("core.subjects", "a list of subjects such as [\"akira.alerts.>\"]")
+            .missing(
+                "core.subjects",
+                "a list of subjects such as [\"akira.alerts.>\"]",
+            )
             .into());
     }
     let mut subscribers = Vec::with_capacity(settings.subjects.len());
     for subject in &settings.subjects {
         let subscribed = match &settings.queue_group {
-            Some(group) => runtime.client.queue_subscribe(subject.clone(), group.clone()).await,
+            Some(group) => {
+                runtime
+                    .client
+                    .queue_subscribe(subject.clone(), group.clone())
+                    .await
+            }
             None => runtime.client.subscribe(subject.clone()).await,
         };
         let subscriber = subscribed.map_err(|err| WorkerError::Subscribe {
@@ -94,8 +102,13 @@ where
         }
     }
     let mut merged = select_all(subscribers.iter_mut());
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), merged.next()).await {
-        let permit = semaphore.clone().acquire_owned().await.expect("semaphore is never closed");
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), merged.next()).await
+    {
+        let permit = semaphore
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
         spawn_one(&runtime, &handler, &mut tasks, message, permit);
     }
     settle::drain_tasks(&runtime, &mut tasks, &InFlight::default()).await;

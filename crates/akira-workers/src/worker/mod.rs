@@ -232,7 +232,7 @@ pub(crate) async fn finish(runtime: &Runtime) {
     tracing::info!("stopped");
 }
 
-fn spawn_signal_handler(shutdown: CancellationToken) {
+pub(crate) fn spawn_signal_handler(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
 
     let mut terminate = match signal(SignalKind::terminate()) {

@@ -138,7 +138,9 @@ where
         }
         failures = 0;
         permits.truncate(messages.len());
-        spawn_batch(&runtime, &handler, &mut tasks, &in_flight, messages, permits);
+        spawn_batch(
+            &runtime, &handler, &mut tasks, &in_flight, messages, permits,
+        );
     }
 
     settle::drain_tasks(&runtime, &mut tasks, &in_flight).await;
@@ -205,15 +207,22 @@ fn spawn_batch<H, Fut>(
                 );
                 runtime.metrics.record_swallowed_error();
                 tracing::error!("{text}");
-                (0..count).map(|_| Err(HandlerError::retry(text.clone()))).collect()
+                (0..count)
+                    .map(|_| Err(HandlerError::retry(text.clone())))
+                    .collect()
             }
             Err(err) => {
                 let text = err.message();
-                (0..count).map(|_| Err(HandlerError::retry(text.clone()))).collect()
+                (0..count)
+                    .map(|_| Err(HandlerError::retry(text.clone())))
+                    .collect()
             }
         };
-        for (((message, info), result), span) in messages.iter().zip(&infos).zip(results).zip(spans) {
-            settle::settle(&runtime, message, info, result).instrument(span).await;
+        for (((message, info), result), span) in messages.iter().zip(&infos).zip(results).zip(spans)
+        {
+            settle::settle(&runtime, message, info, result)
+                .instrument(span)
+                .await;
         }
         for id in ids {
             in_flight.remove(id);

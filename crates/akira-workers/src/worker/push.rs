@@ -107,7 +107,9 @@ where
         swallowed_error!(runtime, "draining the push subscription failed", err);
     }
     let mut returned = 0u64;
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(1), subscriber.next()).await {
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_secs(1), subscriber.next()).await
+    {
         if message.status.is_some() {
             continue;
         }
@@ -117,7 +119,10 @@ where
         }
     }
     if returned > 0 {
-        tracing::info!(count = returned, "nakked messages that were received but not started");
+        tracing::info!(
+            count = returned,
+            "nakked messages that were received but not started"
+        );
     }
     settle::drain_tasks(&runtime, &mut tasks, &in_flight).await;
     finish(&runtime).await;

@@ -36,7 +36,10 @@ pub(crate) fn stream_info(message: &jetstream::Message) -> Option<StreamInfo> {
 }
 
 /// Builds the handler's view of a JetStream message and records its delivery metrics.
-pub(crate) fn delivery_of(runtime: &Runtime, message: &jetstream::Message) -> (Delivery, StreamInfo) {
+pub(crate) fn delivery_of(
+    runtime: &Runtime,
+    message: &jetstream::Message,
+) -> (Delivery, StreamInfo) {
     let info = stream_info(message).unwrap_or_else(|| StreamInfo {
         stream: runtime.config.consumer.stream.clone().unwrap_or_default(),
         consumer: runtime.config.durable_name().to_string(),
@@ -45,7 +48,9 @@ pub(crate) fn delivery_of(runtime: &Runtime, message: &jetstream::Message) -> (D
         delivered: 1,
         pending: 0,
     });
-    runtime.metrics.record_delivery(info.delivered, info.pending);
+    runtime
+        .metrics
+        .record_delivery(info.delivered, info.pending);
     let delivery = Delivery::new(
         message.subject.to_string(),
         message.payload.clone(),
@@ -96,7 +101,12 @@ impl InFlight {
     }
 
     pub fn take_all(&self) -> Vec<(String, u64)> {
-        self.replies.lock().expect("in-flight lock").drain().map(|(_, v)| v).collect()
+        self.replies
+            .lock()
+            .expect("in-flight lock")
+            .drain()
+            .map(|(_, v)| v)
+            .collect()
     }
 }
 
@@ -115,7 +125,8 @@ where
     let started = Instant::now();
     let mut task = tokio::spawn(work.in_current_span());
     let progress_every = (runtime.config.consumer.ack_wait / 3).max(Duration::from_millis(100));
-    let mut progress = tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
+    let mut progress =
+        tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
     let timeout = runtime.config.worker.handler_timeout;
     let deadline = async {
         match timeout {
@@ -204,14 +215,26 @@ pub(crate) async fn settle(
 /// Naks with a delay, so the server waits before redelivering.
 pub(crate) async fn nak(runtime: &Runtime, message: &jetstream::Message, delay: Duration) {
     if let Err(err) = message.ack_with(AckKind::Nak(Some(delay))).await {
-        swallowed_error!(runtime, "nak failed; the message will be redelivered after ack_wait", err);
+        swallowed_error!(
+            runtime,
+            "nak failed; the message will be redelivered after ack_wait",
+            err
+        );
     }
 }
 
 /// Naks without delay a message that was received but whose handler never ran or was cut off.
 pub(crate) async fn nak_now(runtime: &Runtime, reply: String) {
-    if let Err(err) = runtime.client.publish(reply, Bytes::from_static(b"-NAK")).await {
-        swallowed_error!(runtime, "nak failed; the message will be redelivered after ack_wait", err);
+    if let Err(err) = runtime
+        .client
+        .publish(reply, Bytes::from_static(b"-NAK"))
+        .await
+    {
+        swallowed_error!(
+            runtime,
+            "nak failed; the message will be redelivered after ack_wait",
+            err
+        );
     }
 }
 
@@ -235,7 +258,11 @@ async fn dead_letter(
     };
     let stored = async {
         let ack = letter
-            .publish(&runtime.jetstream, message.headers.as_ref(), message.payload.clone())
+            .publish(
+                &runtime.jetstream,
+                message.headers.as_ref(),
+                message.payload.clone(),
+            )
             .await
             .map_err(|err| err.to_string())?;
         match tokio::time::timeout(DLQ_PUBACK_TIMEOUT, ack).await {
@@ -276,7 +303,11 @@ async fn terminate(runtime: &Runtime, message: &jetstream::Message, reason: Reas
     };
     let body = format!("+TERM {}", reason.as_str());
     if let Err(err) = runtime.client.publish(reply, Bytes::from(body)).await {
-        swallowed_error!(runtime, "term failed; the message is dead-lettered but may be redelivered", err);
+        swallowed_error!(
+            runtime,
+            "term failed; the message is dead-lettered but may be redelivered",
+            err
+        );
     }
 }
 
@@ -286,18 +317,22 @@ pub(crate) async fn drain_tasks(runtime: &Runtime, tasks: &mut JoinSet<()>, in_f
     let count = tasks.len();
     if count > 0 {
         crate::systemd::notify(&format!("STATUS=draining {count} in flight"));
-        tracing::info!(in_flight = count, "draining: waiting for handlers in flight");
+        tracing::info!(
+            in_flight = count,
+            "draining: waiting for handlers in flight"
+        );
     }
     let budget = runtime.config.worker.shutdown_timeout;
-    let finished = tokio::time::timeout(budget, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    let finished =
+        tokio::time::timeout(budget, async { while tasks.join_next().await.is_some() {} }).await;
     if finished.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
         for (reply, sequence) in in_flight.take_all() {
-            tracing::warn!(stream_sequence = sequence, "handler cancelled at the shutdown deadline; nakked its message");
+            tracing::warn!(
+                stream_sequence = sequence,
+                "handler cancelled at the shutdown deadline; nakked its message"
+            );
             nak_now(runtime, reply).await;
         }
     }

@@ -37,7 +37,9 @@ where
 }
 
 pub async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {
-    let client = async_nats::connect(url).await.expect("connect to the test server");
+    let client = async_nats::connect(url)
+        .await
+        .expect("connect to the test server");
     let context = jetstream::new(client.clone());
     (client, context)
 }
@@ -54,7 +56,11 @@ pub async fn create_stream(js: &jetstream::Context, name: &str, subject: &str) {
 }
 
 /// Publishes `count` messages with payloads `0`..`count` and waits for every PubAck.
-pub async fn publish_numbers(js: &jetstream::Context, subject: &str, range: std::ops::Range<usize>) {
+pub async fn publish_numbers(
+    js: &jetstream::Context,
+    subject: &str,
+    range: std::ops::Range<usize>,
+) {
     let mut acks = Vec::new();
     for i in range {
         acks.push(
@@ -75,7 +81,11 @@ pub async fn publish_numbers(js: &jetstream::Context, subject: &str, range: std:
 
 /// Returns (pending, awaiting ack, redelivered) of a consumer, waiting up to 5 s for the
 /// worker to create it.
-pub async fn consumer_state(js: &jetstream::Context, stream: &str, consumer: &str) -> (u64, usize, usize) {
+pub async fn consumer_state(
+    js: &jetstream::Context,
+    stream: &str,
+    consumer: &str,
+) -> (u64, usize, usize) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(stream) = js.get_stream(stream).await {
@@ -83,7 +93,10 @@ pub async fn consumer_state(js: &jetstream::Context, stream: &str, consumer: &st
                 return (info.num_pending, info.num_ack_pending, info.num_redelivered);
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "consumer {consumer} on {stream} not found");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "consumer {consumer} on {stream} not found"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -24,7 +24,7 @@ pub struct Summary {
     /// Rows deleted, or with `--dry-run` the rows that would be deleted.
     pub rows: u64,
     pub batches: u64,
-    /// Whether SIGINT stopped the run before the last batch.
+    /// Whether SIGTERM or SIGINT stopped the run before the last batch.
     pub interrupted: bool,
 }
 

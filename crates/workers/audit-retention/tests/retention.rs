@@ -222,7 +222,12 @@ fn check_config_rejects_sql_in_table() {
 
 #[test]
 fn example_config_is_valid() {
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config/audit-retention.toml");
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config/audit-retention.toml");
     let output = run_job(&example, &["--check-config"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -456,7 +456,11 @@ fn check_config_requires_database_url() {
 #[test]
 fn example_config_is_valid() {
     let credentials = tempfile::tempdir().unwrap();
-    std::fs::write(credentials.path().join("database-url"), "postgres://cdr:secret@127.0.0.1/akira\n").unwrap();
+    std::fs::write(
+        credentials.path().join("database-url"),
+        "postgres://cdr:secret@127.0.0.1/akira\n",
+    )
+    .unwrap();
     let output = std::process::Command::new(pipeline_binary())
         .arg("--config")
         .arg(repository_file("examples/config/cdr-pipeline.toml"))
@@ -464,5 +468,9 @@ fn example_config_is_valid() {
         .env("CREDENTIALS_DIRECTORY", credentials.path())
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

@@ -92,7 +92,11 @@ where
         // With a backlog, take what is there at once; otherwise wait up to max_wait to fill
         // the batch, so an idle worker does not poll.
         let request = if backlog {
-            consumer.fetch().max_messages(permits.len()).messages().await
+            consumer
+                .fetch()
+                .max_messages(permits.len())
+                .messages()
+                .await
         } else {
             consumer
                 .batch()

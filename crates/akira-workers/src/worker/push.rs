@@ -144,7 +144,11 @@ async fn answer_control_message(runtime: &Runtime, message: async_nats::Message)
     }
     for reply in replies {
         if let Err(err) = runtime.client.publish(reply, Bytes::new()).await {
-            swallowed_error!(runtime, "replying to push consumer flow control failed", err);
+            swallowed_error!(
+                runtime,
+                "replying to push consumer flow control failed",
+                err
+            );
         }
     }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use time::OffsetDateTime;
-use tokio::task::JoinSet;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
 
 use super::Runtime;
 use crate::delivery::{Delivery, StreamInfo};

@@ -21,8 +21,11 @@ use crate::ExitStatus;
 /// Arguments of `apply`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyArgs {
-    /// Declarations file: TOML with [[streams]] and [[consumers]], or JSON when it ends in .json.
-    #[arg(value_name = "FILE")]
+    /// The declarations file.
+    #[arg(
+        value_name = "FILE",
+        help = "Declarations file: TOML with [[streams]] and [[consumers]], or JSON when it ends in .json"
+    )]
     pub file: PathBuf,
 
     /// Print the plan without changing anything; exit 2 when changes are pending, 0 when in sync.

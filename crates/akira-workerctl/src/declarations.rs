@@ -41,6 +41,7 @@ pub struct StreamDeclaration {
     pub num_replicas: Option<usize>,
     #[serde(default, deserialize_with = "duration_text")]
     pub duplicate_window: Option<Duration>,
+    /// An empty string removes the server's description.
     pub description: Option<String>,
     /// Set when `apply` added the stream itself (the dead-letter stream), not the file.
     #[serde(skip)]
@@ -73,6 +74,7 @@ pub struct ConsumerDeclaration {
     pub idle_heartbeat: Option<Duration>,
     /// Pull consumers only: the maximum number of waiting pull requests.
     pub max_waiting: Option<i64>,
+    /// An empty string removes the server's description.
     pub description: Option<String>,
 }
 

@@ -1020,7 +1020,10 @@ fn undeclared_steps(
             } else if options.prune {
                 let note = match stream.consumers.len() {
                     0 => "not declared".to_string(),
-                    count => format!("not declared; also deletes its {count} consumers"),
+                    consumers => format!(
+                        "not declared; also deletes its {}",
+                        count(consumers, "consumer")
+                    ),
                 };
                 (Action::Delete, note)
             } else {

@@ -228,7 +228,7 @@ async fn consumer_immutable_fields_are_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recreate_refuses_stream_with_messages_unless_forced() {
+async fn recreate_rejects_stream_with_messages() {
     let env = Env::start();
     assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
     let jetstream = env.jetstream().await;
@@ -418,7 +418,7 @@ async fn apply_waits_for_server_to_start() {
         .spawn()
         .unwrap();
 
-    // The first stderr line says that apply is waiting; only then does the server start.
+    // The first stderr line reports that apply is waiting; only then does the server start.
     let stderr = ctl.stderr.take().unwrap();
     let (first_line, stderr) = tokio::task::spawn_blocking(move || {
         use std::io::BufRead;
@@ -485,4 +485,27 @@ async fn deploy_example_applies_cleanly() {
         dispatcher.config.deliver_group.as_deref(),
         Some("notification-dispatcher")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn empty_description_removes_it() {
+    let env = Env::start();
+    assert_eq!(env.apply("streams.toml", DECLARATIONS, &[]).code, 0);
+    let cleared = DECLARATIONS.replace(
+        "description = \"orders from the shop\"",
+        "description = \"\"",
+    );
+
+    let run = env.apply("streams.toml", &cleared, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.line_starting("update    stream ORDERS"),
+        "update    stream ORDERS: description \"orders from the shop\" -> none"
+    );
+    let jetstream = env.jetstream().await;
+    let mut orders = jetstream.get_stream("ORDERS").await.unwrap();
+    assert_eq!(orders.info().await.unwrap().config.description, None);
+
+    let again = env.apply("streams.toml", &cleared, &["--dry-run"]);
+    assert_eq!(again.code, 0, "{again:?}");
 }

@@ -71,7 +71,7 @@ impl Sentinel {
         wait_until(&what, DEADLINE, || async { self.log().contains(text) }).await;
     }
 
-    /// Sends SIGTERM and returns the exit code.
+    /// Sends SIGTERM and returns the exit code and the log.
     async fn stop(mut self) -> (Option<i32>, String) {
         send_signal(self.child.id(), "TERM");
         let end = Instant::now() + Duration::from_secs(15);
@@ -131,8 +131,8 @@ async fn crashing_worker_message_is_dead_lettered_once() {
         .unwrap();
 
     // The test restarts the worker whenever it exits, as systemd would. Deliveries 1 to 3
-    // each end in an exit; the next worker's pull makes the server notice that the message
-    // reached max_deliver and publish the advisory.
+    // each end in an exit. The pull of the next worker makes the server notice that the
+    // message reached max_deliver, so it publishes the advisory.
     let mut exits = Vec::new();
     let mut worker_logs = Vec::new();
     let end = Instant::now() + Duration::from_secs(60);
@@ -295,6 +295,47 @@ async fn advisory_for_missing_message_is_logged() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("gone=1"), "{log}");
     assert!(log.contains("skipped=1"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinel_listens_again_after_server_restart() {
+    let mut env = setup();
+    let sentinel = Sentinel::start(&env).await;
+    env.server.restart();
+
+    let jetstream = env.jetstream().await;
+    jetstream
+        .publish("akira.poison.1", "poison".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let client = async_nats::connect(env.url()).await.unwrap();
+    let advisory =
+        r#"{"stream":"POISON","consumer":"poison-worker","stream_seq":1,"deliveries":3}"#;
+
+    // The sentinel resubscribes after it reconnects; until then an advisory is lost, which is
+    // why this publishes again until the dead letter appears.
+    wait_until("the dead letter after a server restart", DEADLINE, || {
+        let client = client.clone();
+        let env = &env;
+        async move {
+            client
+                .publish(ADVISORY_SUBJECT, advisory.into())
+                .await
+                .unwrap();
+            client.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            dlq_count(env).await == 1
+        }
+    })
+    .await;
+
+    let letters = dead_letters(&env);
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["reason"], "max_deliver_advisory");
+    let (code, log) = sentinel.stop().await;
+    assert_eq!(code, Some(0), "{log}");
 }
 
 #[test]

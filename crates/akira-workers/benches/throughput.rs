@@ -3,7 +3,8 @@
 //! `cargo bench -p akira-workers --bench throughput` starts a nats-server (through the test kit),
 //! then for each pair publishes the same messages and times how long it takes to receive and
 //! ack all of them: raw pull consumer against `Worker::run_pull`, raw push consumer against
-//! `Worker::run_push`. Each variant runs `ROUNDS` times; the table shows the median and range.
+//! `Worker::run_push`. Each round runs in a child process, so its peak resident memory is its
+//! own. Each variant runs `ROUNDS` times; the table shows the median and range.
 //! Set `AKIRA_BENCH_MESSAGES` to change the message count (default 20,000).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,9 +23,20 @@ const PAYLOAD: &[u8] = &[b'x'; 256];
 async fn main() {
     // `cargo bench` passes --bench; test runners that list targets (cargo nextest with
     // --all-targets) run this binary without it, and must find no tests.
-    if !std::env::args().any(|arg| arg == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|arg| arg == "--bench") {
         return;
     }
+    if let Some(position) = args.iter().position(|arg| arg == "--child") {
+        run_child(
+            &args[position + 1],
+            &args[position + 2],
+            &args[position + 3],
+        )
+        .await;
+        return;
+    }
+
     let messages: usize = std::env::var("AKIRA_BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -40,57 +52,91 @@ async fn main() {
         "messages per round: {messages}, payload: {} bytes, rounds: {ROUNDS}",
         PAYLOAD.len()
     );
+    println!("each round runs in a child process; peak RSS is that process's VmHWM");
     println!(
-        "{:<34} {:>12} {:>12} {:>12}",
-        "variant", "median msg/s", "min msg/s", "max msg/s"
+        "{:<34} {:>12} {:>12} {:>12} {:>14}",
+        "variant", "median msg/s", "min msg/s", "max msg/s", "peak RSS MiB"
     );
-    let variants: [(&str, Variant); 4] = [
-        ("raw async-nats pull (batch 100)", Variant::RawPull),
-        ("akira run_pull (batch 100)", Variant::AkiraPull),
-        ("raw async-nats push", Variant::RawPush),
-        ("akira run_push (in flight 256)", Variant::AkiraPush),
+    let variants = [
+        ("raw async-nats pull (batch 100)", "raw-pull"),
+        ("akira run_pull (batch 100)", "akira-pull"),
+        ("raw async-nats push", "raw-push"),
+        ("akira run_push (in flight 256)", "akira-push"),
     ];
     for (name, variant) in variants {
         let mut rates = Vec::new();
+        let mut peak_kib = 0u64;
         for round in 0..ROUNDS {
-            let stream = format!("BENCH{}{round}", variant as u8);
-            let elapsed = run_round(&server, &js, &stream, messages, variant).await;
-            rates.push(messages as f64 / elapsed.as_secs_f64());
+            let stream = format!("BENCH_{}_{round}", variant.replace('-', "_").to_uppercase());
+            publish(&js, &stream, messages).await;
+            let output = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--bench", "--child", variant, &server.url(), &stream])
+                .env("AKIRA_BENCH_MESSAGES", messages.to_string())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&output.stdout);
+            let mut fields = text.split_whitespace();
+            let (Some(seconds), Some(kib)) = (fields.next(), fields.next()) else {
+                panic!("round failed: {}", String::from_utf8_lossy(&output.stderr));
+            };
+            rates.push(messages as f64 / seconds.parse::<f64>().unwrap());
+            peak_kib = peak_kib.max(kib.parse().unwrap());
+            js.delete_stream(&stream).await.unwrap();
         }
         rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(
-            "{name:<34} {:>12.0} {:>12.0} {:>12.0}",
+            "{name:<34} {:>12.0} {:>12.0} {:>12.0} {:>14.1}",
             rates[rates.len() / 2],
             rates[0],
-            rates[rates.len() - 1]
+            rates[rates.len() - 1],
+            peak_kib as f64 / 1024.0
         );
     }
 }
 
-#[derive(Clone, Copy)]
-enum Variant {
-    RawPull,
-    AkiraPull,
-    RawPush,
-    AkiraPush,
+/// Receives and acks every message of `stream` with one variant; prints seconds and VmHWM KiB.
+async fn run_child(variant: &str, url: &str, stream: &str) {
+    let messages: usize = std::env::var("AKIRA_BENCH_MESSAGES")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(client);
+    let stream_handle = js.get_stream(stream).await.unwrap();
+    let started = Instant::now();
+    match variant {
+        "raw-pull" => raw_pull(&stream_handle, messages).await,
+        "raw-push" => raw_push(&stream_handle, messages).await,
+        "akira-pull" => akira(url, stream, messages, Variant::AkiraPull).await,
+        "akira-push" => akira(url, stream, messages, Variant::AkiraPush).await,
+        other => panic!("unknown variant {other}"),
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    println!("{seconds} {peak_kib}");
 }
 
-async fn run_round(
-    server: &NatsServer,
-    js: &jetstream::Context,
-    stream: &str,
-    messages: usize,
-    variant: Variant,
-) -> Duration {
-    let subject = format!("{}.item", stream.to_lowercase());
-    let stream_handle = js
-        .create_stream(jetstream::stream::Config {
-            name: stream.to_string(),
-            subjects: vec![format!("{}.>", stream.to_lowercase())],
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+async fn publish(js: &jetstream::Context, stream: &str, messages: usize) {
+    let prefix = stream.to_lowercase();
+    js.create_stream(jetstream::stream::Config {
+        name: stream.to_string(),
+        subjects: vec![format!("{prefix}.>")],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let subject = format!("{prefix}.item");
     let mut acks = Vec::with_capacity(1000);
     for _ in 0..messages {
         acks.push(js.publish(subject.clone(), PAYLOAD.into()).await.unwrap());
@@ -103,16 +149,12 @@ async fn run_round(
     for ack in acks {
         ack.await.unwrap();
     }
+}
 
-    let started = Instant::now();
-    match variant {
-        Variant::RawPull => raw_pull(&stream_handle, messages).await,
-        Variant::RawPush => raw_push(&stream_handle, messages).await,
-        Variant::AkiraPull | Variant::AkiraPush => akira(server, stream, messages, variant).await,
-    }
-    let elapsed = started.elapsed();
-    js.delete_stream(stream).await.unwrap();
-    elapsed
+#[derive(Clone, Copy)]
+enum Variant {
+    AkiraPull,
+    AkiraPush,
 }
 
 async fn raw_pull(stream: &jetstream::stream::Stream, messages: usize) {
@@ -160,7 +202,7 @@ async fn raw_push(stream: &jetstream::stream::Stream, messages: usize) {
     }
 }
 
-async fn akira(server: &NatsServer, stream: &str, messages: usize, variant: Variant) {
+async fn akira(url: &str, stream: &str, messages: usize, variant: Variant) {
     let class = match variant {
         Variant::AkiraPull => "batch_size = 100\nmax_in_flight = 256\nmax_wait = \"1s\"\n",
         _ => "max_in_flight = 256\nmax_ack_pending = 1000\n",
@@ -169,7 +211,7 @@ async fn akira(server: &NatsServer, stream: &str, messages: usize, variant: Vari
         "[worker]\nname = \"bench\"\nensure = true\n[nats]\nservers = [\"{}\"]\n[metrics]\nlisten = \"\"\n\
          [log]\nlevel = \"warn\"\n[consumer]\nstream = \"{stream}\"\ndurable_name = \"akira\"\n\
          filter_subject = \"{}.>\"\n{class}",
-        server.url(),
+        url,
         stream.to_lowercase()
     );
     let config = Config::from_toml(&text, "bench", std::iter::empty()).unwrap();

@@ -67,6 +67,8 @@ where
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
     let mut failures = 0u32;
+    // Whether the last message received reported more messages pending.
+    let mut backlog = false;
     let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
     'fetch: loop {
@@ -87,13 +89,23 @@ where
             }
         }
 
-        let request = consumer
-            .batch()
-            .max_messages(permits.len())
-            .expires(max_wait)
-            .heartbeat(heartbeat)
-            .messages()
-            .await;
+        // With a backlog, take what is there at once; otherwise wait up to max_wait to fill
+        // the batch, so an idle worker does not poll.
+        let request = if backlog {
+            consumer
+                .fetch()
+                .max_messages(permits.len())
+                .messages()
+                .await
+        } else {
+            consumer
+                .batch()
+                .max_messages(permits.len())
+                .expires(max_wait)
+                .heartbeat(heartbeat)
+                .messages()
+                .await
+        };
         let mut batch = match request {
             Ok(batch) => batch,
             Err(err) => {
@@ -130,6 +142,10 @@ where
             }
             break 'fetch;
         }
+        backlog = messages
+            .last()
+            .and_then(|message| message.info().ok())
+            .is_some_and(|info| info.pending > 0);
         if messages.is_empty() {
             if failures > 0 {
                 backoff_after_failure(&runtime, &mut failures).await;

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use time::OffsetDateTime;
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 use super::Runtime;
 use crate::delivery::{Delivery, StreamInfo};
@@ -19,7 +20,7 @@ use crate::metrics::Outcome;
 use crate::outcome::{HandlerError, HandlerResult};
 use crate::swallowed_error;
 
-/// The longest wait for a dead letter's PubAck before the original is nakked instead.
+/// Maximum wait for a dead letter's PubAck before the original is nakked instead.
 const DLQ_PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the JetStream metadata from a message's ack subject.
@@ -61,7 +62,7 @@ pub(crate) fn delivery_of(
     (delivery, info)
 }
 
-/// The span every message is handled in.
+/// Creates the span every message is handled in.
 pub(crate) fn message_span(runtime: &Runtime, delivery: &Delivery) -> tracing::Span {
     let info = delivery.stream_info();
     tracing::info_span!(
@@ -110,7 +111,7 @@ impl InFlight {
     }
 }
 
-/// Runs `work` in its own task while sending in-progress acks for `replies` every
+/// Runs `work` while sending in-progress acks for `replies` every
 /// `ack_wait / 3`. A panic becomes a retryable error, and so does running past
 /// `worker.handler_timeout`.
 pub(crate) async fn run_guarded<T, Fut>(
@@ -123,7 +124,10 @@ where
     Fut: Future<Output = T> + Send + 'static,
 {
     let started = Instant::now();
-    let mut task = tokio::spawn(work.in_current_span());
+    // Polled in this task rather than spawned: a panic is caught here, and dropping the
+    // future on timeout cancels the handler.
+    let task = AssertUnwindSafe(work).catch_unwind();
+    tokio::pin!(task);
     let progress_every = (runtime.config.consumer.ack_wait / 3).max(Duration::from_millis(100));
     let mut progress =
         tokio::time::interval_at(tokio::time::Instant::now() + progress_every, progress_every);
@@ -140,11 +144,10 @@ where
         tokio::select! {
             joined = &mut task => break match joined {
                 Ok(value) => Ok(value),
-                Err(err) if err.is_panic() => {
-                    let text = panic_text(err.into_panic());
+                Err(payload) => {
+                    let text = panic_text(payload);
                     Err(HandlerError::retry(format!("handler panicked: {text}")))
                 }
-                Err(err) => Err(HandlerError::retry(format!("handler task failed: {err}"))),
             },
             _ = progress.tick(), if !replies.is_empty() => {
                 for reply in &replies {
@@ -154,7 +157,6 @@ where
                 }
             }
             _ = &mut deadline => {
-                task.abort();
                 let limit = crate::duration::format(timeout.unwrap_or_default());
                 break Err(HandlerError::retry(format!(
                     "handler timed out after {limit}; raise worker.handler_timeout if such runs are expected"

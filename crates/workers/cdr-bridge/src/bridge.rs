@@ -43,8 +43,6 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 const SAVE_INTERVAL: Duration = Duration::from_millis(200);
 /// Backoff after a failed publish: doubles from the first value up to the second.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(30));
-/// How long shutdown waits for outstanding PubAcks.
-const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(10);
 
 /// The outcome of one published (or skipped) line, in file order.
 struct Settled {
@@ -168,7 +166,8 @@ impl Bridge {
             in_flight = in_flight.len(),
             "stopping: waiting for outstanding PubAcks"
         );
-        let deadline = tokio::time::sleep(SHUTDOWN_ACK_WAIT);
+        // Half the stop budget: the library's final flush needs time after this.
+        let deadline = tokio::time::sleep(ctx.config.worker.shutdown_timeout / 2);
         tokio::pin!(deadline);
         while !in_flight.is_empty() {
             tokio::select! {
@@ -216,8 +215,12 @@ impl Bridge {
             }
             return Ok(());
         }
-        if let Some(settled) = in_flight.next().await {
-            self.settle(settled)?;
+        if !in_flight.is_empty() {
+            // Waiting at most SAVE_INTERVAL lets the loop save what is acknowledged and tick
+            // the watchdog while a PubAck is slow.
+            if let Ok(Some(settled)) = tokio::time::timeout(SAVE_INTERVAL, in_flight.next()).await {
+                self.settle(settled)?;
+            }
             return Ok(());
         }
 

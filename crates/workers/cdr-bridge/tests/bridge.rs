@@ -487,6 +487,15 @@ async fn nats_outage_resumes_from_position() {
             bridge.stderr()
         );
     }
+    let saved = wait_until(WAIT, || async {
+        saved_offset(dir.path()) == Some(before.len() as u64)
+    })
+    .await;
+    assert!(
+        saved,
+        "the bridge did not save its position:\n{}",
+        bridge.stderr()
+    );
 
     nats.stop();
     append(&input, &during);
@@ -535,4 +544,23 @@ fn check_config_rejects_dotted_source() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bridge.source"), "{stderr}");
     assert!(stderr.contains("\"edge.1\""), "{stderr}");
+}
+
+#[test]
+fn example_config_is_valid() {
+    let state = tempfile::tempdir().unwrap();
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../examples/config/cdr-bridge.toml");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_akira-cdr-bridge"))
+        .arg("--config")
+        .arg(&example)
+        .arg("--check-config")
+        .env("STATE_DIRECTORY", state.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

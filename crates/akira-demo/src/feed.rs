@@ -40,8 +40,9 @@ async fn append_lines(
         .filter(|line| !line.is_empty())
         .collect();
     step(&format!(
-        "appending {} lines of {} to {} ({}ms apart)",
+        "appending {} {} of {} to {} ({}ms apart)",
         lines.len(),
+        if lines.len() == 1 { "line" } else { "lines" },
         sample.display(),
         target.display(),
         delay.as_millis()

@@ -13,6 +13,8 @@ pub struct WorkerProcess {
     pub metrics_address: String,
     pub log_path: PathBuf,
     child: Option<Child>,
+    /// Exit status seen by [`WorkerProcess::terminate`] when the process had already exited.
+    exited_before_stop: Option<ExitStatus>,
 }
 
 impl WorkerProcess {
@@ -43,6 +45,7 @@ impl WorkerProcess {
             metrics_address: metrics_address.to_string(),
             log_path: log_path.to_path_buf(),
             child: Some(child),
+            exited_before_stop: None,
         })
     }
 
@@ -93,19 +96,31 @@ impl WorkerProcess {
         }
     }
 
-    /// Sends SIGTERM and waits up to `timeout`, then kills the process.
-    pub async fn stop(&mut self, timeout: Duration) -> StopResult {
-        let Some(mut child) = self.child.take() else {
-            return StopResult::NotRunning;
+    /// Sends SIGTERM, unless the process has already exited.
+    pub fn terminate(&mut self) {
+        let Some(child) = self.child.as_mut() else {
+            return;
         };
         if let Ok(Some(status)) = child.try_wait() {
-            return StopResult::Exited(status);
+            self.exited_before_stop = Some(status);
+            return;
         }
         // SAFETY: kill(2) on the pid of a child that has not been waited for yet.
         unsafe {
             libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
         }
-        let deadline = Instant::now() + timeout;
+    }
+
+    /// Waits until the process exits after [`WorkerProcess::terminate`]; kills it with
+    /// SIGKILL at `deadline`.
+    pub async fn wait_stopped(&mut self, deadline: Instant) -> StopResult {
+        if let Some(status) = self.exited_before_stop.take() {
+            self.child = None;
+            return StopResult::Exited(status);
+        }
+        let Some(mut child) = self.child.take() else {
+            return StopResult::NotRunning;
+        };
         loop {
             match child.try_wait() {
                 Ok(Some(status)) => return StopResult::Stopped(status),

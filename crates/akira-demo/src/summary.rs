@@ -41,7 +41,7 @@ pub struct Summary {
     pub notifications_delivered: u64,
     /// HTTP requests the receiver got, by endpoint, retries included.
     pub requests_by_endpoint: BTreeMap<String, u64>,
-    /// Exit status and output of the retention dry run.
+    /// The report line of the retention dry run.
     pub retention: String,
     /// `/metrics` URL of each long-running worker.
     pub metrics_endpoints: BTreeMap<String, String>,
@@ -162,11 +162,19 @@ impl Summary {
                 self.lines_blank
             ),
         );
-        let repeated = self.lines_published as i64 - self.records_stored;
+        let pipeline_dead_letters: u64 = self
+            .dead_letters
+            .iter()
+            .filter(|group| group.subject.starts_with("akira.dlq.CDR."))
+            .map(|group| group.count)
+            .sum();
+        let repeated =
+            self.lines_published as i64 - self.records_stored - pipeline_dead_letters as i64;
         row(
             "records stored",
             format!(
-                "{} in cdr_events ({repeated} published lines repeated a stored record)",
+                "{} in cdr_events ({repeated} published lines repeated a stored record, \
+                 {pipeline_dead_letters} dead-lettered by the pipeline)",
                 self.records_stored
             ),
         );

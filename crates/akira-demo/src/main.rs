@@ -242,7 +242,14 @@ async fn run(args: &Args, fleet: &mut Fleet) -> anyhow::Result<Summary> {
         );
     }
 
-    let client = async_nats::connect(endpoints.nats_url.as_str())
+    // NATS_URL may list several servers, separated by commas.
+    let servers: Vec<&str> = endpoints
+        .nats_url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .collect();
+    let client = async_nats::connect(servers)
         .await
         .with_context(|| format!("cannot connect to NATS at {}", endpoints.nats_url))?;
     let jetstream = jetstream::new(client);

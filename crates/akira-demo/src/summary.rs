@@ -35,8 +35,11 @@ pub struct Summary {
     pub dead_letter_total: u64,
     pub alert_payloads: u64,
     pub alerts: u64,
-    /// Notifications the relay stored in `NOTIFY`, a repeated one counted each time.
+    /// Notifications the relay stored in `NOTIFY`.
     pub notifications_published: u64,
+    /// Notifications `NOTIFY` dropped as repeats of one stored within its duplicate window,
+    /// as when the demo runs twice within two minutes against the same `NATS_URL`.
+    pub notifications_duplicate: u64,
     /// Distinct notifications (idempotency keys) each endpoint received.
     pub notifications_delivered: u64,
     /// HTTP requests the receiver got, by endpoint, retries included.
@@ -210,9 +213,10 @@ impl Summary {
         row(
             "notifications delivered",
             format!(
-                "{} of {} published (HTTP requests by endpoint: {})",
+                "{} of {} published, {} dropped as duplicates (HTTP requests by endpoint: {})",
                 self.notifications_delivered,
                 self.notifications_published,
+                self.notifications_duplicate,
                 if by_endpoint.is_empty() {
                     "none".to_string()
                 } else {
@@ -263,11 +267,15 @@ pub async fn collect(
     summary.dead_letters = groups;
 
     let relay = worker_metrics(workers, "alert-relay").await;
-    summary.notifications_published = metric_sum(
-        &relay,
-        "akira_relay_notifications_total",
-        &[("outcome", "published")],
-    ) as u64;
+    let notifications = |outcome: &str| {
+        metric_sum(
+            &relay,
+            "akira_relay_notifications_total",
+            &[("outcome", outcome)],
+        ) as u64
+    };
+    summary.notifications_published = notifications("published");
+    summary.notifications_duplicate = notifications("duplicate");
     summary.notifications_delivered = receiver.distinct_notifications();
     summary.requests_by_endpoint = receiver.requests();
     for worker in workers {

@@ -25,8 +25,11 @@ pub enum WebhookOutcome {
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum NotificationOutcome {
-    /// Stored: the PubAck arrived (a duplicate that `NOTIFY` dropped counts here too).
+    /// Stored: the PubAck arrived.
     published,
+    /// Dropped by `NOTIFY` because a notification with the same `Nats-Msg-Id` was stored
+    /// within the stream's duplicate window (the PubAck says so).
+    duplicate,
     /// Lost: no PubAck; the core subscriber cannot retry it.
     failed,
 }
@@ -59,7 +62,7 @@ impl RelayMetrics {
         );
         worker_metrics.register(
             "akira_relay_notifications",
-            "Notifications published to NOTIFY, by outcome: published, or failed (the alert is lost)",
+            "Notifications published to NOTIFY, by outcome: published, duplicate (dropped by the stream's duplicate window), or failed (the alert is lost)",
             metrics.notifications.clone(),
         );
         metrics

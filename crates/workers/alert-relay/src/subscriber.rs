@@ -37,7 +37,12 @@ pub async fn handle(router: &Router, metrics: &RelayMetrics, delivery: Delivery)
             .await;
         match published {
             Ok(ack) => {
-                metrics.record_notification(NotificationOutcome::published);
+                let outcome = if ack.duplicate {
+                    NotificationOutcome::duplicate
+                } else {
+                    NotificationOutcome::published
+                };
+                metrics.record_notification(outcome);
                 tracing::debug!(
                     subject = %notification.subject,
                     idempotency_key = %notification.idempotency_key,

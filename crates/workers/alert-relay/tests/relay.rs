@@ -226,7 +226,7 @@ async fn relay_turns_alerts_into_notifications() {
         Duration::from_secs(10),
         || async {
             fixture.relay.metrics().await.contains(
-                "akira_relay_notifications_total{worker=\"alert-relay\",outcome=\"published\"} 8",
+                "akira_relay_notifications_total{worker=\"alert-relay\",outcome=\"duplicate\"} 2",
             )
         },
     )
@@ -237,6 +237,12 @@ async fn relay_turns_alerts_into_notifications() {
     assert!(
         metrics
             .contains("akira_relay_webhooks_total{worker=\"alert-relay\",outcome=\"accepted\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "akira_relay_notifications_total{worker=\"alert-relay\",outcome=\"published\"} 6"
+        ),
         "{metrics}"
     );
     assert!(

@@ -25,7 +25,7 @@ fn quoted_path(path: &Path) -> String {
     quoted(&path.display().to_string())
 }
 
-/// The `[worker]`, `[nats]`, `[metrics]` and `[log]` tables every worker shares.
+/// Returns the `[worker]`, `[nats]`, `[metrics]` and `[log]` tables every worker shares.
 fn common(name: &str, nats_url: &str, metrics_address: &str) -> String {
     let servers: Vec<String> = nats_url
         .split(',')
@@ -92,7 +92,8 @@ database_url = {database_url}
     )
 }
 
-/// The dispatcher, with every endpoint of [`ENDPOINTS`] at `receiver_url(name)`.
+/// Returns the dispatcher's configuration, with every endpoint of [`ENDPOINTS`] at
+/// `receiver_url(name)`.
 pub fn dispatcher(
     nats_url: &str,
     metrics_address: &str,
@@ -120,8 +121,8 @@ deliver_group = "notification-dispatcher"
     text
 }
 
-/// The relay: critical alerts page and also go on to the next rules, ICMP probe alerts go to
-/// the network team, everything else to ops.
+/// Returns the relay's configuration. Critical alerts go to `pager` and on to the next
+/// rules, ICMP probe alerts go to `network`, everything else to `ops`.
 pub fn relay(nats_url: &str, metrics_address: &str, listen: &str) -> String {
     format!(
         r#"{common}
@@ -144,7 +145,8 @@ endpoint = "network"
     )
 }
 
-/// The retention job on `cdr_events`; the demo runs it with `--dry-run`.
+/// Returns the retention job's configuration for `cdr_events`; the demo runs it with
+/// `--dry-run`.
 pub fn retention(nats_url: &str, database_url: &str, textfile_dir: &Path) -> String {
     format!(
         r#"{common}

@@ -154,7 +154,7 @@ impl Drop for WorkerProcess {
     }
 }
 
-/// How a worker ended when the demo stopped it.
+/// Outcome of stopping one worker.
 #[derive(Debug)]
 pub enum StopResult {
     /// Stopped after SIGTERM with this status.

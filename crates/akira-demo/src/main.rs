@@ -442,6 +442,7 @@ async fn run_retention(
     )?;
     let log_path = dir.join("audit-retention.log");
     let config = config_path.display().to_string();
+
     step(&format!("running {RETENTION} --dry-run once"));
     let status = run_to_end(
         &inputs.binary(RETENTION),
@@ -456,6 +457,7 @@ async fn run_retention(
             read_log(&log_path)
         );
     }
+
     // The job prints "dry run: would delete N rows from TABLE ..." on stdout.
     let log = read_log(&log_path);
     let report = log

@@ -232,7 +232,7 @@ impl Summary {
     }
 }
 
-/// Fills in the counts read from the workers, NATS, PostgreSQL and the receiver; the
+/// Fills in the counts read from the workers, NATS, PostgreSQL and the receiver. The
 /// `*_before` values are the counts from before the demo fed its input.
 pub async fn collect(
     summary: &mut Summary,

@@ -28,7 +28,7 @@ pub enum NotificationOutcome {
     /// Stored: the PubAck arrived.
     published,
     /// Dropped by `NOTIFY` because a notification with the same `Nats-Msg-Id` was stored
-    /// within the stream's duplicate window (the PubAck says so).
+    /// within the stream's duplicate window, as the PubAck reports.
     duplicate,
     /// Lost: no PubAck; the core subscriber cannot retry it.
     failed,

@@ -88,6 +88,7 @@
             name = "akira-demo";
             runtimeInputs = [
               packages.default
+              packages.akira-demo
               pkgs.nats-server
               pkgs.natscli
               pkgs.postgresql

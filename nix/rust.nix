@@ -44,13 +44,17 @@ let
     };
 
   # The checks compile and run the whole workspace, tests included.
-  # NOTE: tests that read files outside crates/ need them added here.
+  # NOTE: tests that read files outside crates/ need them added here. The
+  # relay's tests read examples/data; the demo's test also reads
+  # deploy/streams.toml.
   workspaceSource = lib.fileset.toSource {
     inherit root;
     fileset = lib.fileset.unions [
       (craneLib.fileset.commonCargoSources root)
       ../crates
       (lib.fileset.maybeMissing ../.config)
+      (lib.fileset.maybeMissing ../examples)
+      (lib.fileset.maybeMissing ../deploy)
     ];
   };
 
@@ -113,6 +117,13 @@ let
     description = "Operator tool for akira workers: stream declarations, status and dead letters";
   };
 
+  # The demo's orchestrator; `nix run .#demo` puts it on PATH.
+  akira-demo = buildCrate {
+    crate = ../crates/akira-demo;
+    binary = "akira-demo";
+    description = "Runs the akira worker fleet on the bundled sample input and prints what it did";
+  };
+
   # The test worker and test job of the VM tests (binaries
   # akira-example-worker and akira-example-job); not part of `default`.
   akira-example-worker = buildCrate {
@@ -142,7 +153,12 @@ in
   inherit cargoArtifacts natsServer postgresqlBin;
 
   packages = workers // {
-    inherit akira-workerctl akira-example-worker default;
+    inherit
+      akira-workerctl
+      akira-demo
+      akira-example-worker
+      default
+      ;
   };
 
   checks = {

@@ -203,9 +203,9 @@ def check_sample_units(check, host):
         )
     check.true(
         "akira-notification-dispatcher LoadCredential",
-        "smtp-password:/run/secrets/akira/smtp-password"
+        "pager-token:/run/secrets/akira/pager-token"
         in services["akira-notification-dispatcher"]["serviceConfig"].get("LoadCredential", []),
-        "the smtp-password credential is missing",
+        "the pager-token credential is missing",
     )
     check.equal(
         "akira-cdr-pipeline-2 metrics.listen (port + instance - 1)",

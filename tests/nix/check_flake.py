@@ -84,7 +84,7 @@ def check_outputs(failures, outputs, repository):
         if actual != expected:
             failures.append(f"{subject}: expected {expected!r}, got {actual!r}")
 
-    expected_packages = sorted(worker_packages + ["akira-example-worker", "akira-workerctl", "default"])
+    expected_packages = sorted(worker_packages + ["akira-demo", "akira-example-worker", "akira-workerctl", "default"])
     expected_checks = sorted(RUST_CHECKS + ["nixos-module-eval"] + [f"vm-{test}" for test in VM_TESTS])
     for system in SYSTEMS:
         expect(f"packages.{system}", sorted(outputs["packages"].get(system, [])), expected_packages)
@@ -94,7 +94,7 @@ def check_outputs(failures, outputs, repository):
     expect("nixosModules", outputs["nixosModules"], ["akira-workers", "default"])
     expect("overlays", outputs["overlays"], ["default"])
 
-    for package in worker_packages + ["akira-workerctl", "akira-example-worker"]:
+    for package in worker_packages + ["akira-workerctl", "akira-demo", "akira-example-worker"]:
         expect(f"packages.x86_64-linux.{package} meta.mainProgram", outputs["mainPrograms"].get(package), package)
     expect(
         "binaries in packages.default",

@@ -87,17 +87,24 @@
             base = "5s";
             cap = "10m";
           };
-          dispatcher.smtp_password_file = "$CREDENTIALS_DIRECTORY/smtp-password";
+          dispatcher.endpoints.pager = {
+            url = "https://pager.example.net/v1/events";
+            secret_header = "Authorization";
+            secret_file = "$CREDENTIALS_DIRECTORY/pager-token";
+          };
         };
-        credentials.smtp-password = "/run/secrets/akira/smtp-password";
+        credentials.pager-token = "/run/secrets/akira/pager-token";
       };
 
       alert-relay = {
         class = "core";
         metrics.port = 9468;
-        settings.core = {
-          subjects = [ "akira.alerts.>" ];
-          queue_group = "alert-relay";
+        settings = {
+          core = {
+            subjects = [ "akira.alerts.>" ];
+            queue_group = "alert-relay";
+          };
+          relay.default_endpoint = "pager";
         };
       };
 

@@ -90,10 +90,12 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), akira_workers::BoxError> {
-    let Some(config) = args.common.load()? else {
+    let Some((config, settings)) = args
+        .common
+        .load_with_section::<ExampleSettings>("example")?
+    else {
         return Ok(());
     };
-    let settings: ExampleSettings = config.section("example")?;
     let worker = Worker::start(config).await?;
     let settings = Arc::new(settings);
     match settings.class {

@@ -233,3 +233,23 @@ async fn check_config_validates_without_connecting() {
         .expect("--check-config kept running");
     assert!(status.success(), "stderr:\n{}", process.stderr());
 }
+
+#[tokio::test]
+async fn check_config_validates_worker_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[worker]\nname = \"ok\"\n[example]\nclass = \"sideways\"\n";
+    let mut process = Process::start(
+        worker_binary(),
+        dir.path(),
+        "section",
+        config,
+        &[],
+        &["--check-config"],
+    );
+    let status = process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("--check-config kept running");
+    assert_eq!(status.code(), Some(1));
+    let stderr = process.stderr();
+    assert!(stderr.contains("`example.class`"), "stderr:\n{stderr}");
+}

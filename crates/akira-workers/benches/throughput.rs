@@ -28,7 +28,12 @@ async fn main() {
         return;
     }
     if let Some(position) = args.iter().position(|arg| arg == "--child") {
-        run_child(&args[position + 1], &args[position + 2], &args[position + 3]).await;
+        run_child(
+            &args[position + 1],
+            &args[position + 2],
+            &args[position + 3],
+        )
+        .await;
         return;
     }
 
@@ -39,9 +44,14 @@ async fn main() {
     let server = NatsServer::start();
     let client = async_nats::connect(server.url()).await.unwrap();
     let js = jetstream::new(client.clone());
-    js.create_stream(akira_workers::dlq::dlq_stream_config()).await.unwrap();
+    js.create_stream(akira_workers::dlq::dlq_stream_config())
+        .await
+        .unwrap();
 
-    println!("messages per round: {messages}, payload: {} bytes, rounds: {ROUNDS}", PAYLOAD.len());
+    println!(
+        "messages per round: {messages}, payload: {} bytes, rounds: {ROUNDS}",
+        PAYLOAD.len()
+    );
     println!("each round runs in a child process; peak RSS is that process's VmHWM");
     println!(
         "{:<34} {:>12} {:>12} {:>12} {:>14}",
@@ -86,7 +96,10 @@ async fn main() {
 
 /// Receives and acks every message of `stream` with one variant; prints seconds and VmHWM KiB.
 async fn run_child(variant: &str, url: &str, stream: &str) {
-    let messages: usize = std::env::var("AKIRA_BENCH_MESSAGES").unwrap().parse().unwrap();
+    let messages: usize = std::env::var("AKIRA_BENCH_MESSAGES")
+        .unwrap()
+        .parse()
+        .unwrap();
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
     let stream_handle = js.get_stream(stream).await.unwrap();
@@ -103,7 +116,13 @@ async fn run_child(variant: &str, url: &str, stream: &str) {
     let peak_kib = status
         .lines()
         .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
         .unwrap_or(0);
     println!("{seconds} {peak_kib}");
 }

@@ -4,6 +4,8 @@ use std::fmt::Display;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use serde::de::DeserializeOwned;
+
 use crate::config::{Config, ConfigError};
 
 /// Options shared by every worker binary; flatten them into the binary's own `clap` parser.
@@ -20,6 +22,9 @@ pub struct WorkerArgs {
 
 impl WorkerArgs {
     /// Loads the configuration; returns `None` after `--check-config` printed its result.
+    ///
+    /// Use [`WorkerArgs::load_with_section`] when the worker has a table of its own, so that
+    /// `--check-config` validates it too.
     pub fn load(&self) -> Result<Option<Config>, ConfigError> {
         let config = Config::load(&self.config)?;
         if self.check_config {
@@ -27,6 +32,21 @@ impl WorkerArgs {
             return Ok(None);
         }
         Ok(Some(config))
+    }
+
+    /// Loads the configuration and the worker-specific table `[section]`; returns `None`
+    /// after `--check-config` validated both and printed its result.
+    pub fn load_with_section<T: DeserializeOwned>(
+        &self,
+        section: &str,
+    ) -> Result<Option<(Config, T)>, ConfigError> {
+        let config = Config::load(&self.config)?;
+        let settings = config.section::<T>(section)?;
+        if self.check_config {
+            println!("configuration ok: {}", self.config.display());
+            return Ok(None);
+        }
+        Ok(Some((config, settings)))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::health::Health;
 use crate::metrics::WorkerMetrics;
 use crate::outcome::BoxError;
 
-/// What a job gets to work with.
+/// Settings, stop signal and NATS connection given to a timer job.
 pub struct JobContext {
     config: Config,
     shutdown: CancellationToken,

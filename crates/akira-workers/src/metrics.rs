@@ -14,7 +14,7 @@ use prometheus_client::registry::{Metric, Registry};
 
 use crate::dlq::Reason;
 
-/// How a message ended, the `outcome` label of `akira_worker_messages_total`.
+/// Final state of a message: the `outcome` label of `akira_worker_messages_total`.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 #[allow(non_camel_case_types)]
 pub enum Outcome {
@@ -46,7 +46,7 @@ fn duration_buckets() -> impl Iterator<Item = f64> {
     prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 23)
 }
 
-/// The worker series, cheap to clone; the registry behind `/metrics` holds the same values.
+/// The worker series, cheap to clone. Clones share their values with the `/metrics` registry.
 #[derive(Clone)]
 pub struct WorkerMetrics {
     messages: Family<OutcomeLabels, Counter>,

@@ -1,4 +1,4 @@
-//! What a handler returns for each message.
+//! Handler results and errors.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,7 +9,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// The result of handling one message: `Ok(())` acks it.
 pub type HandlerResult = Result<(), HandlerError>;
 
-/// Why a handler did not succeed, and so what happens to its message.
+/// Failure of a handler, which decides what happens to its message.
 #[derive(Debug)]
 pub enum HandlerError {
     /// Try again later: nak with the given delay, or the policy's delay when `None`.
@@ -23,7 +23,7 @@ pub enum HandlerError {
 }
 
 impl HandlerError {
-    /// A retryable error with the policy's delay.
+    /// Creates a retryable error with the policy's delay.
     pub fn retry(error: impl Into<BoxError>) -> HandlerError {
         HandlerError::Retry {
             error: error.into(),
@@ -31,7 +31,7 @@ impl HandlerError {
         }
     }
 
-    /// A retryable error with its own delay (for example from a `Retry-After` header).
+    /// Creates a retryable error with its own delay (for example from a `Retry-After` header).
     pub fn retry_after(error: impl Into<BoxError>, delay: Duration) -> HandlerError {
         HandlerError::Retry {
             error: error.into(),
@@ -39,14 +39,14 @@ impl HandlerError {
         }
     }
 
-    /// A permanent error.
+    /// Creates a permanent error.
     pub fn permanent(error: impl Into<BoxError>) -> HandlerError {
         HandlerError::Permanent {
             error: error.into(),
         }
     }
 
-    /// Whether retrying may help.
+    /// Returns whether retrying may help.
     pub fn is_retryable(&self) -> bool {
         matches!(self, HandlerError::Retry { .. })
     }

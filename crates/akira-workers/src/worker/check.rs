@@ -13,7 +13,7 @@ use super::{Runtime, WorkerError};
 use crate::dlq;
 use crate::duration;
 
-/// How the worker receives messages from its consumer.
+/// Kind of consumer a worker reads: push or pull.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ConsumerKind {
     Push,
@@ -191,7 +191,7 @@ fn quoted(text: &str) -> String {
 
 /// Checks (or, with `worker.ensure`, creates) the stream, `AKIRA_DLQ` and the consumer.
 ///
-/// Returns the consumer's configuration as the server holds it.
+/// Returns the settings the worker expects; the consumer on the server matches them.
 pub(crate) async fn verify(runtime: &Runtime, kind: ConsumerKind) -> Result<Expected, WorkerError> {
     let expected = Expected::from_runtime(runtime, kind)?;
     let ensure = runtime.config.worker.ensure;

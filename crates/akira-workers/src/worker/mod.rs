@@ -25,7 +25,7 @@ use crate::systemd;
 
 pub use check::ConsumerMismatch;
 
-/// Why a worker could not start or stopped with an error.
+/// Error that kept a worker from starting or stopped it.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
     #[error(transparent)]
@@ -153,12 +153,12 @@ impl Worker {
         self.runtime.shutdown.clone()
     }
 
-    /// A publisher that stamps a new correlation id on each message.
+    /// Returns a publisher that stamps a new correlation id on each message.
     pub fn publisher(&self) -> Publisher {
         self.runtime.publisher.clone()
     }
 
-    /// The address `/metrics` is served on, when enabled.
+    /// Returns the address `/metrics` is served on, when enabled.
     pub fn metrics_address(&self) -> Option<SocketAddr> {
         self.metrics_address
     }
@@ -188,7 +188,7 @@ impl Worker {
     }
 }
 
-/// What a service started by [`Worker::run_service`] gets to work with.
+/// Handles and settings given to a service started by [`Worker::run_service`].
 #[derive(Clone)]
 pub struct ServiceContext {
     /// Cancelled on SIGTERM or SIGINT: finish the current step, save state, return.
@@ -209,7 +209,7 @@ impl ServiceContext {
         self.health.tick();
     }
 
-    /// Whether NATS is connected right now.
+    /// Returns whether NATS is connected right now.
     pub fn is_connected(&self) -> bool {
         self.health.is_connected()
     }

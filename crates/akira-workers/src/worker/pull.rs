@@ -67,7 +67,7 @@ where
     let mut tasks = JoinSet::new();
     let in_flight = InFlight::default();
     let mut failures = 0u32;
-    // Whether the last message received said more were pending.
+    // Whether the last message received reported more messages pending.
     let mut backlog = false;
     let mut ticker = tokio::time::interval(crate::systemd::tick_interval());
 
@@ -92,7 +92,11 @@ where
         // With a backlog, take what is there at once; otherwise wait up to max_wait to fill
         // the batch, so an idle worker does not poll.
         let request = if backlog {
-            consumer.fetch().max_messages(permits.len()).messages().await
+            consumer
+                .fetch()
+                .max_messages(permits.len())
+                .messages()
+                .await
         } else {
             consumer
                 .batch()

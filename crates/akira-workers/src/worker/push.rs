@@ -129,7 +129,7 @@ where
     Ok(())
 }
 
-/// Answers a flow-control request and a heartbeat that reports a stalled consumer.
+/// Replies to a flow-control request and to a heartbeat that reports a stalled consumer.
 async fn answer_control_message(runtime: &Runtime, message: async_nats::Message) {
     let mut replies = Vec::new();
     if let Some(reply) = message.reply {
@@ -144,7 +144,11 @@ async fn answer_control_message(runtime: &Runtime, message: async_nats::Message)
     }
     for reply in replies {
         if let Err(err) = runtime.client.publish(reply, Bytes::new()).await {
-            swallowed_error!(runtime, "answering push consumer flow control failed", err);
+            swallowed_error!(
+                runtime,
+                "replying to push consumer flow control failed",
+                err
+            );
         }
     }
 }

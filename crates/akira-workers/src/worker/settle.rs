@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind};
 use bytes::Bytes;
-use time::OffsetDateTime;
-use tokio::task::JoinSet;
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
+use time::OffsetDateTime;
+use tokio::task::JoinSet;
 
 use super::Runtime;
 use crate::delivery::{Delivery, StreamInfo};
@@ -20,7 +20,7 @@ use crate::metrics::Outcome;
 use crate::outcome::{HandlerError, HandlerResult};
 use crate::swallowed_error;
 
-/// The longest wait for a dead letter's PubAck before the original is nakked instead.
+/// Maximum wait for a dead letter's PubAck before the original is nakked instead.
 const DLQ_PUBACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads the JetStream metadata from a message's ack subject.
@@ -62,7 +62,7 @@ pub(crate) fn delivery_of(
     (delivery, info)
 }
 
-/// The span every message is handled in.
+/// Creates the span every message is handled in.
 pub(crate) fn message_span(runtime: &Runtime, delivery: &Delivery) -> tracing::Span {
     let info = delivery.stream_info();
     tracing::info_span!(

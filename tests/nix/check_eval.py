@@ -339,9 +339,10 @@ def check_sample_declarations(check, host):
             "filter_subject": "akira.cdr.>",
             "ack_policy": "explicit",
             "ack_wait": "30s",
-            "max_deliver": 5,
+            "max_deliver": 20,
             "max_ack_pending": 1000,
-            "backoff": ["30s", "30s", "30s", "30s"],
+            # max(30s, min(5m, 5s * 2^i)) for i in 0..18
+            "backoff": ["30s", "30s", "30s", "40s", "80s", "160s"] + ["5m"] * 13,
         },
     )
     check.equal(

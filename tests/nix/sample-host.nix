@@ -5,13 +5,25 @@
     jetstream = true;
   };
 
+  # The CDR pipeline, which creates the tables, and the retention job both
+  # connect as the role `akira`, which owns the database. Peer
+  # authentication maps their system users to it.
   services.postgresql = {
     enable = true;
     ensureDatabases = [ "akira" ];
     ensureUsers = [
-      { name = "akira-cdr-pipeline"; }
-      { name = "akira-audit-retention"; }
+      {
+        name = "akira";
+        ensureDBOwnership = true;
+      }
     ];
+    identMap = ''
+      akira akira-cdr-pipeline akira
+      akira akira-audit-retention akira
+    '';
+    authentication = ''
+      local akira akira peer map=akira
+    '';
   };
 
   services.prometheus.exporters.node = {
@@ -34,7 +46,8 @@
       };
       NOTIFY = {
         subjects = [ "akira.notify.>" ];
-        max_age = "3d";
+        max_age = "1d";
+        duplicate_window = "2m";
       };
     };
 
@@ -43,7 +56,11 @@
         class = "core";
         stateful = true;
         metrics.port = 9464;
-        settings.bridge.input_dir = "/var/log/kamailio/acc";
+        # The position is kept in $STATE_DIRECTORY (`stateful`).
+        settings.bridge = {
+          path = "/var/log/kamailio/acc.json";
+          source = "edge1";
+        };
         serviceConfig.SupplementaryGroups = [ "kamailio" ];
       };
 
@@ -55,19 +72,21 @@
           stream = "CDR";
           filterSubject = "akira.cdr.>";
           ackWait = "30s";
-          maxDeliver = 5;
+          # With retry.base 5s and cap 5m, a record is retried for about 70
+          # minutes of PostgreSQL outage before it is dead-lettered.
+          maxDeliver = 20;
         };
         settings = {
           consumer = {
             batch_size = 100;
             max_wait = "1s";
-            max_in_flight = 64;
+            max_in_flight = 200;
           };
           retry = {
-            base = "1s";
+            base = "5s";
             cap = "5m";
           };
-          pipeline.database_url = "postgresql:///akira?host=/run/postgresql&user=akira-cdr-pipeline";
+          pipeline.database_url = "postgres:///akira?host=/run/postgresql&user=akira";
         };
         wants = [ "postgresql.service" ];
       };
@@ -114,7 +133,12 @@
           onCalendar = "*-*-* 03:15:00";
           randomizedDelaySec = "10m";
         };
-        settings.retention.database_url = "postgresql:///akira?host=/run/postgresql&user=akira-audit-retention";
+        settings.retention = {
+          database_url = "postgres:///akira?host=/run/postgresql&user=akira";
+          table = "cdr_events";
+          timestamp_column = "event_time";
+          max_age = "180d";
+        };
         wants = [ "postgresql.service" ];
       };
     };

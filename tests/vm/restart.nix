@@ -1,5 +1,5 @@
-# The pull worker is killed with SIGKILL while it holds a fetched batch:
-# systemd restarts it, the server redelivers what the killed process held
+# The pull worker is killed with SIGKILL while fetched messages are
+# unacknowledged. systemd restarts it, the server redelivers those messages
 # after ack_wait, and every message is handled and acknowledged in the end.
 #
 # Mirrored by `restart` in crates/akira-e2e/tests/vm_mirror.rs.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use akira_testkit::{free_port, NatsServer};
+use akira_testkit::{free_port, postgres_bin_dir, NatsServer, Postgres};
 use async_nats::jetstream;
 use serde_json::Value;
 
@@ -16,10 +16,12 @@ use crate::process::Process;
 /// How long a started unit gets to send `READY=1`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A nats-server with JetStream and a temporary directory for configuration files, record
-/// files, textfiles and process output.
+/// A nats-server with JetStream, a PostgreSQL cluster when the scenario needs one, and a
+/// temporary directory for configuration files, record files, textfiles and process output.
 pub struct Machine {
     pub nats: NatsServer,
+    /// The database `akira`, owned by the role `akira`, as on the VM test node.
+    pub postgres: Option<Postgres>,
     pub directory: tempfile::TempDir,
 }
 
@@ -34,8 +36,45 @@ impl Machine {
     pub fn start() -> Machine {
         Machine {
             nats: NatsServer::start(),
+            postgres: None,
             directory: tempfile::tempdir().expect("create a temporary directory"),
         }
+    }
+
+    pub fn start_with_postgres() -> Machine {
+        Machine {
+            postgres: Some(Postgres::start()),
+            ..Machine::start()
+        }
+    }
+
+    /// Runs `query` with psql as the role `akira` and returns its unaligned output.
+    pub fn sql(&self, query: &str) -> String {
+        let postgres = self
+            .postgres
+            .as_ref()
+            .expect("the machine was started without PostgreSQL");
+        let psql = postgres_bin_dir()
+            .unwrap_or_else(|err| panic!("cannot find psql: {err}"))
+            .join("psql");
+        let output = std::process::Command::new(&psql)
+            .arg(format!("--dbname={}", postgres.url()))
+            .args([
+                "--tuples-only",
+                "--no-align",
+                "--no-psqlrc",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .arg(format!("--command={query}"))
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", psql.display()));
+        assert!(
+            output.status.success(),
+            "psql failed on {query:?}:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     pub fn path(&self) -> &Path {
@@ -134,7 +173,7 @@ impl Machine {
     }
 
     /// Replaces the host-specific values of generated worker settings: the NATS server, the
-    /// metrics port, the record file and the textfile directory.
+    /// metrics port, the record file, the textfile directory and the database URL.
     fn local_settings(&self, mut settings: Value) -> (Value, Option<String>) {
         settings["nats"]["servers"] = Value::from(vec![self.nats.url()]);
 
@@ -156,6 +195,13 @@ impl Machine {
                 .expect("create the textfile directory");
             settings["job"]["textfile_dir"] =
                 Value::from(self.textfile_directory().display().to_string());
+        }
+        if let Some(postgres) = &self.postgres {
+            for section in ["retention", "pipeline"] {
+                if settings[section]["database_url"].is_string() {
+                    settings[section]["database_url"] = Value::from(postgres.url());
+                }
+            }
         }
         (settings, metrics_address)
     }

@@ -118,3 +118,56 @@ fn generated_workerctl_arguments_parse() {
         "only {command_lines} command lines checked"
     );
 }
+
+/// Every generated worker configuration passes the worker binary's own `--check-config`, which
+/// also validates its worker-specific table. Credentials are dummy files in a
+/// `$CREDENTIALS_DIRECTORY`, as `LoadCredential=` provides them.
+#[test]
+fn generated_settings_pass_check_config() {
+    let directory = tempfile::tempdir().unwrap();
+    let credentials = directory.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    let mut configurations_checked = 0;
+    for (host, fixture) in hosts() {
+        for unit in fixture.worker_units() {
+            let settings = to_toml(&fixture.worker_settings(&unit));
+            for name in credential_names(&settings) {
+                std::fs::write(credentials.join(name), "placeholder\n").unwrap();
+            }
+            let config = directory.path().join(format!("{}.toml", unit));
+            std::fs::write(&config, &settings).unwrap();
+            let program = binary(&fixture.program(&unit));
+            let output = std::process::Command::new(&program)
+                .arg("--config")
+                .arg(&config)
+                .arg("--check-config")
+                .env("CREDENTIALS_DIRECTORY", &credentials)
+                .env("STATE_DIRECTORY", directory.path())
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{host} {unit}: {} --check-config failed:\n{}\nconfiguration:\n{settings}",
+                program.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            configurations_checked += 1;
+        }
+    }
+    assert!(
+        configurations_checked >= 12,
+        "only {configurations_checked} configurations checked"
+    );
+}
+
+/// Returns the names `<name>` of every `$CREDENTIALS_DIRECTORY/<name>` in `text`.
+fn credential_names(text: &str) -> Vec<String> {
+    text.split("$CREDENTIALS_DIRECTORY/")
+        .skip(1)
+        .map(|rest| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_' || *c == '.')
+                .collect()
+        })
+        .collect()
+}

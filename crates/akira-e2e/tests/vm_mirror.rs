@@ -326,8 +326,8 @@ async fn dead_letter() {
     );
 }
 
-/// Mirrors tests/vm/restart.nix: the pull worker is killed with SIGKILL while it holds a
-/// fetched batch; it is started again, the server redelivers what the killed process held
+/// Mirrors tests/vm/restart.nix: the pull worker is killed with SIGKILL while fetched
+/// messages are unacknowledged. It is started again, the server redelivers those messages
 /// after ack_wait, and every message is handled and acknowledged in the end.
 #[tokio::test(flavor = "multi_thread")]
 async fn restart() {
@@ -409,17 +409,25 @@ async fn restart() {
     );
 }
 
-/// Mirrors tests/vm/timer.nix: a timer job runs once and writes its akira_job_* metrics to
-/// the node exporter's textfile directory.
+/// Mirrors tests/vm/timer.nix: the retention job deletes the rows older than max_age from a
+/// PostgreSQL table and writes its akira_job_* metrics to the node exporter's textfile
+/// directory.
 #[tokio::test(flavor = "multi_thread")]
 async fn timer() {
+    // Three rows older than max_age (30 days) and two recent ones.
+    const SETUP_SQL: &str = "CREATE TABLE retention_test (id integer PRIMARY KEY, created_at timestamptz NOT NULL);\
+         INSERT INTO retention_test SELECT i, now() - interval '60 days' FROM generate_series(1, 3) AS i;\
+         INSERT INTO retention_test SELECT i, now() FROM generate_series(4, 5) AS i;";
     let fixture = ModuleFixture::load("timer");
-    let machine = Machine::start();
-    let textfile = machine.textfile_directory().join("example-job.prom");
+    let machine = Machine::start_with_postgres();
+    let textfile = machine.textfile_directory().join("audit-retention.prom");
+
+    machine.sql(SETUP_SQL);
+    machine.sql("ALTER TABLE retention_test OWNER TO akira");
 
     // systemd's part: the timer starts the oneshot service. The VM test's checks that the
     // timer fired (LastTriggerUSec) have no counterpart here.
-    let mut job = machine.start_worker(&fixture, "akira-example-job");
+    let mut job = machine.start_worker(&fixture, "akira-audit-retention");
     let status = job
         .process
         .wait_timeout(60 * SECOND)
@@ -430,9 +438,20 @@ async fn timer() {
         job.process.stderr()
     );
 
+    let output = job.process.stdout();
+    assert!(
+        output.contains("deleted 3 rows from retention_test"),
+        "no deletion reported:\n{output}"
+    );
+    let old_rows = machine
+        .sql("SELECT count(*) FROM retention_test WHERE created_at < now() - interval '30 days'");
+    assert_eq!(old_rows, "0", "rows older than 30 days remain");
+    let rows = machine.sql("SELECT count(*) FROM retention_test");
+    assert_eq!(rows, "2", "expected the 2 recent rows to remain");
+
     let metrics = std::fs::read_to_string(&textfile)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", textfile.display()));
-    let worker = ("worker", "example-job");
+    let worker = ("worker", "audit-retention");
     let runs = metric_values(
         &metrics,
         "akira_job_runs_total",

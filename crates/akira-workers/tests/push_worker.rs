@@ -127,3 +127,61 @@ async fn handler_publish_carries_correlation_id() {
     shutdown.cancel();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn push_worker_resumes_after_server_restart() {
+    let mut server = NatsServer::start();
+    let url = server.url();
+    let (_client, js) = connect(&url).await;
+    create_stream(&js, "ORDERS", "orders.>").await;
+    publish_numbers(&js, "orders.new", 0..100).await;
+
+    let worker = Worker::start(config(&url, "orders", PUSH)).await.unwrap();
+    let shutdown = worker.shutdown_token();
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let recorder = seen.clone();
+    let running = tokio::spawn(worker.run_push(move |delivery| {
+        let recorder = recorder.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            recorder
+                .lock()
+                .unwrap()
+                .insert(String::from_utf8_lossy(delivery.payload()).to_string());
+            Ok(())
+        }
+    }));
+    let started = wait_until(Duration::from_secs(20), || async {
+        seen.lock().unwrap().len() >= 10
+    })
+    .await;
+    assert!(started);
+    assert!(
+        seen.lock().unwrap().len() < 100,
+        "the run finished before the restart"
+    );
+
+    // The restart blocks until the server is ready again, so it runs off the runtime's threads.
+    server = tokio::task::spawn_blocking(move || {
+        server.restart();
+        server
+    })
+    .await
+    .unwrap();
+
+    let (_client2, js2) = connect(&url).await;
+    publish_numbers(&js2, "orders.new", 100..150).await;
+    let done = wait_until(Duration::from_secs(60), || async {
+        seen.lock().unwrap().len() >= 150
+    })
+    .await;
+    assert!(
+        done,
+        "handled {} of 150 after the restart",
+        seen.lock().unwrap().len()
+    );
+
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    drop(server);
+}

@@ -7,6 +7,11 @@
 //! processes in the test's process group, so a test runner that kills the
 //! group on a timeout also ends them.
 //!
+//! For running the workspace's own worker binaries, [`WorkerProcess`] starts
+//! one as `BINARY --config PATH` with its log in a file, [`wait_until`] and
+//! [`wait_for`] poll an async condition with a deadline, and [`fetch_metrics`]
+//! and [`sample`] read its metrics endpoint.
+//!
 //! Programs are found through environment variables first:
 //!
 //! - `NATS_SERVER_BIN`: the nats-server binary, else `nats-server` on `PATH`.
@@ -23,12 +28,18 @@
 //! ```
 
 mod error;
+mod metrics;
 mod nats;
 mod ports;
 mod postgres;
 mod process;
+mod subprocess;
+mod wait;
 
 pub use error::Error;
+pub use metrics::{fetch_metrics, sample};
 pub use nats::{nats_server_bin, NatsServer, NatsServerBuilder};
 pub use ports::free_port;
 pub use postgres::{postgres_bin_dir, Postgres};
+pub use process::{WorkerCommand, WorkerProcess};
+pub use wait::{wait_for, wait_until};

@@ -1,8 +1,8 @@
 //! Real servers for tests: a nats-server with JetStream and a throwaway
 //! PostgreSQL cluster, each on a free port on 127.0.0.1 with its own temp dir.
 //!
-//! The API is synchronous (`std::process`), so it works in plain `#[test]`
-//! functions and in `#[tokio::test]` alike. Each server is stopped and its
+//! The server API is synchronous (`std::process`), so it works in plain
+//! `#[test]` functions and in `#[tokio::test]` alike. Each server is stopped and its
 //! temp dir removed when the value is dropped. The servers are child
 //! processes in the test's process group, so a test runner that kills the
 //! group on a timeout also ends them.
@@ -42,4 +42,4 @@ pub use nats::{nats_server_bin, NatsServer, NatsServerBuilder};
 pub use ports::free_port;
 pub use postgres::{postgres_bin_dir, Postgres};
 pub use process::{WorkerCommand, WorkerProcess};
-pub use wait::{wait_for, wait_until};
+pub use wait::{wait_for, wait_until, wait_until_every};

@@ -94,10 +94,6 @@ impl WorkerCommand {
         } else {
             Stdio::null()
         };
-        for key in SYSTEMD_VARIABLES {
-            self.command.env_remove(key);
-        }
-
         let child = self
             .command
             .stdout(stdout)
@@ -146,8 +142,9 @@ impl WorkerProcess {
     /// Prepares `binary --config config` with its standard error in `log_path`.
     ///
     /// The worker does not inherit systemd's `NOTIFY_SOCKET`, `WATCHDOG_USEC`
-    /// and `JOURNAL_STREAM`; every other variable of the test is inherited
-    /// unless removed with [`WorkerCommand::env_remove`].
+    /// and `JOURNAL_STREAM`, but a test can still set them with
+    /// [`WorkerCommand::env`]. It inherits every other variable of the test
+    /// unless [`WorkerCommand::env_remove`] removes it.
     pub fn command(
         binary: impl AsRef<OsStr>,
         config: &Path,
@@ -155,6 +152,9 @@ impl WorkerProcess {
     ) -> WorkerCommand {
         let mut command = Command::new(binary);
         command.arg("--config").arg(config);
+        for key in SYSTEMD_VARIABLES {
+            command.env_remove(key);
+        }
         WorkerCommand {
             command,
             log_path: log_path.into(),
@@ -228,7 +228,7 @@ impl WorkerProcess {
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit without blocking
-    /// the async runtime, so servers in the same test keep answering the
+    /// the async runtime, so servers in the same test keep serving the
     /// worker while it drains.
     ///
     /// # Panics

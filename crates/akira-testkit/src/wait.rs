@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Interval between two checks of the condition.
+/// Interval between two checks of the condition in [`wait_until`] and [`wait_for`].
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Polls `condition` every 50 ms until it returns true or `timeout` passes;
@@ -23,7 +23,23 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// assert!(written, "{} was not written within 10s", path.display());
 /// # }
 /// ```
-pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+pub async fn wait_until<F, Fut>(timeout: Duration, condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_until_every(POLL_INTERVAL, timeout, condition).await
+}
+
+/// Polls `condition` every `interval` until it returns true or `timeout`
+/// passes; returns whether it held. For conditions whose cadence matters,
+/// such as one that restarts an exited worker the way systemd's
+/// `RestartSec=` does.
+pub async fn wait_until_every<F, Fut>(
+    interval: Duration,
+    timeout: Duration,
+    mut condition: F,
+) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
@@ -36,7 +52,7 @@ where
         if Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -51,6 +67,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let held = wait_until(timeout, condition).await;
-    assert!(held, "timed out after {timeout:?} waiting for {what}");
+    let met = wait_until(timeout, condition).await;
+    assert!(met, "timed out after {timeout:?} waiting for {what}");
 }

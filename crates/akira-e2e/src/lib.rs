@@ -58,21 +58,12 @@ fn binary_directory() -> PathBuf {
 }
 
 /// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
+pub async fn wait_until<F, Fut>(timeout: Duration, condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    akira_testkit::wait_until_every(Duration::from_millis(100), timeout, condition).await
 }
 
 /// Fetches `http://<address><path>` and returns the status and body, or `None` when the

@@ -60,7 +60,7 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
     }
 
     let port = free_port();
-    let mut first = Process::start(
+    let mut first = start_worker(
         worker_binary(),
         dir.path(),
         "first",
@@ -81,7 +81,7 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
     assert!(
         busy,
         "four handlers never ran at once; stderr:\n{}",
-        first.stderr()
+        first.log()
     );
 
     let stop_requested = Instant::now();
@@ -93,7 +93,7 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
     assert!(
         status.success(),
         "exit status {status:?}; stderr:\n{}",
-        first.stderr()
+        first.log()
     );
     assert!(
         took < Duration::from_secs(10),
@@ -104,9 +104,9 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
         handled_by_first, 4,
         "the first instance should finish exactly its 4 handlers in flight"
     );
-    assert!(first.stderr().contains("draining"), "no draining log line");
+    assert!(first.log().contains("draining"), "no draining log line");
 
-    let mut second = Process::start(
+    let mut second = start_worker(
         worker_binary(),
         dir.path(),
         "second",
@@ -122,7 +122,7 @@ async fn sigterm_finishes_in_flight_and_hands_over_the_rest() {
         all_done,
         "only {} of 20 handled; stderr:\n{}",
         records(&record).len(),
-        second.stderr()
+        second.log()
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -181,12 +181,12 @@ async fn consumer_mismatch_exits_naming_the_field() {
          [example]\nclass = \"pull\"\n",
         server.url()
     );
-    let mut process = Process::start(worker_binary(), dir.path(), "mismatch", &config, &[], &[]);
+    let mut process = start_worker(worker_binary(), dir.path(), "mismatch", &config, &[], &[]);
     let status = process
         .wait_timeout(Duration::from_secs(15))
         .expect("the worker kept running");
     assert!(!status.success());
-    let stderr = process.stderr();
+    let stderr = process.log();
     assert!(
         stderr.contains("max_deliver: current 7, expected 3"),
         "stderr:\n{stderr}"
@@ -202,12 +202,12 @@ async fn invalid_configuration_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config =
         "[worker]\nname = \"bad\"\n[consumer]\nack_wait = \"soon\"\n[example]\nclass = \"pull\"\n";
-    let mut process = Process::start(worker_binary(), dir.path(), "bad", config, &[], &[]);
+    let mut process = start_worker(worker_binary(), dir.path(), "bad", config, &[], &[]);
     let status = process
         .wait_timeout(Duration::from_secs(10))
         .expect("the worker kept running");
     assert_eq!(status.code(), Some(1));
-    let stderr = process.stderr();
+    let stderr = process.log();
     assert!(stderr.contains("`consumer.ack_wait`"), "stderr:\n{stderr}");
     assert!(stderr.contains("\"soon\""), "stderr:\n{stderr}");
     assert!(
@@ -220,7 +220,7 @@ async fn invalid_configuration_names_the_key() {
 async fn check_config_validates_without_connecting() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[worker]\nname = \"ok\"\n[nats]\nservers = [\"nats://127.0.0.1:1\"]\n[example]\nclass = \"core\"\n";
-    let mut process = Process::start(
+    let mut process = start_worker(
         worker_binary(),
         dir.path(),
         "ok",
@@ -231,14 +231,14 @@ async fn check_config_validates_without_connecting() {
     let status = process
         .wait_timeout(Duration::from_secs(10))
         .expect("--check-config kept running");
-    assert!(status.success(), "stderr:\n{}", process.stderr());
+    assert!(status.success(), "stderr:\n{}", process.log());
 }
 
 #[tokio::test]
 async fn check_config_validates_worker_section() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[worker]\nname = \"ok\"\n[example]\nclass = \"sideways\"\n";
-    let mut process = Process::start(
+    let mut process = start_worker(
         worker_binary(),
         dir.path(),
         "section",
@@ -250,6 +250,6 @@ async fn check_config_validates_worker_section() {
         .wait_timeout(Duration::from_secs(10))
         .expect("--check-config kept running");
     assert_eq!(status.code(), Some(1));
-    let stderr = process.stderr();
+    let stderr = process.log();
     assert!(stderr.contains("`example.class`"), "stderr:\n{stderr}");
 }

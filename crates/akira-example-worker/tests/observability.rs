@@ -74,7 +74,7 @@ async fn metrics_count_a_known_run_exactly() {
     let extra = "[consumer]\nstream = \"COUNT\"\ndurable_name = \"count\"\nfilter_subject = \"count.>\"\n\
                  deliver_subject = \"akira.deliver.count\"\n[retry]\nbase = \"100ms\"\nmax_deliver = 3\n\
                  [example]\nclass = \"push\"\nbehaviour = \"fail-then-succeed\"\nfail_times = 1\n";
-    let _worker = Process::start(
+    let _worker = start_worker(
         worker_binary(),
         dir.path(),
         "count",
@@ -173,7 +173,7 @@ async fn dead_letters_are_counted_by_reason() {
     let port = free_port();
     let extra = "[consumer]\nstream = \"DEAD\"\ndurable_name = \"dead\"\nfilter_subject = \"dead.>\"\n\
                  deliver_subject = \"akira.deliver.dead\"\n[example]\nclass = \"push\"\nbehaviour = \"permanent\"\n";
-    let _worker = Process::start(
+    let _worker = start_worker(
         worker_binary(),
         dir.path(),
         "dead",
@@ -344,7 +344,7 @@ async fn sd_notify_ready_watchdog_and_stopping() {
     // The service loop runs 2 s, then blocks its thread for 3 s, then runs again.
     let extra = "[example]\nclass = \"service\"\nblock_after = \"2s\"\nsleep = \"3s\"\n";
     let socket_text = socket_path.display().to_string();
-    let mut process = Process::start(
+    let mut process = start_worker(
         worker_binary(),
         dir.path(),
         "notify",
@@ -369,7 +369,7 @@ async fn sd_notify_ready_watchdog_and_stopping() {
         .find(|(_, text)| text.contains("READY=1"))
         .map(|(t, _)| *t);
     let ready_at =
-        ready_at.unwrap_or_else(|| panic!("no READY=1; got {notes:?}\n{}", process.stderr()));
+        ready_at.unwrap_or_else(|| panic!("no READY=1; got {notes:?}\n{}", process.log()));
     let pings: Vec<Instant> = notes
         .iter()
         .filter(|(_, text)| text == "WATCHDOG=1")
@@ -442,7 +442,7 @@ async fn json_logs_carry_message_fields_and_no_secrets() {
         "[worker]\nname = \"logs\"\nensure = true\n[metrics]\nlisten = \"\"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n{extra}"
     )
     .replace("[nats]\n", &format!("[nats]\nservers = [\"{url}\"]\n"));
-    let mut process = Process::start(worker_binary(), dir.path(), "logs", &text, &[], &[]);
+    let mut process = start_worker(worker_binary(), dir.path(), "logs", &text, &[], &[]);
 
     let client =
         async_nats::ConnectOptions::with_user_and_password("akira".into(), "s3cr3t-p4ss".into())
@@ -451,10 +451,10 @@ async fn json_logs_carry_message_fields_and_no_secrets() {
             .unwrap();
     let js = jetstream::new(client);
     let ready = wait_until(Duration::from_secs(15), || async {
-        process.stderr().contains("\"ready\"")
+        process.log().contains("\"ready\"")
     })
     .await;
-    assert!(ready, "{}", process.stderr());
+    assert!(ready, "{}", process.log());
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Akira-Correlation-Id", "corr-42");
     js.publish_with_headers("logs.call", headers, "hello".into())
@@ -463,14 +463,14 @@ async fn json_logs_carry_message_fields_and_no_secrets() {
         .await
         .unwrap();
     let acked = wait_until(Duration::from_secs(10), || async {
-        process.stderr().contains("\"acked\"")
+        process.log().contains("\"acked\"")
     })
     .await;
-    assert!(acked, "{}", process.stderr());
+    assert!(acked, "{}", process.log());
     process.signal("TERM");
     process.wait_timeout(Duration::from_secs(10));
 
-    let logs = process.stderr();
+    let logs = process.log();
     assert!(
         !logs.contains("s3cr3t-p4ss"),
         "the password appears in the logs"
@@ -520,19 +520,15 @@ async fn timer_job_records_runs_across_invocations() {
         textfiles.display()
     );
     for (round, args) in [(1, vec![]), (2, vec![]), (3, vec!["--fail"])] {
-        let mut process = Process::start(job_binary(), dir.path(), "job", &config, &[], &args);
+        let mut process = start_worker(job_binary(), dir.path(), "job", &config, &[], &args);
         let status = process
             .wait_timeout(Duration::from_secs(10))
             .expect("the job kept running");
         if args.is_empty() {
-            assert!(
-                status.success(),
-                "run {round} failed:\n{}",
-                process.stderr()
-            );
+            assert!(status.success(), "run {round} failed:\n{}", process.log());
         } else {
             assert_eq!(status.code(), Some(1), "a failing run must exit non-zero");
-            assert!(process.stderr().contains("failing on purpose"));
+            assert!(process.log().contains("failing on purpose"));
         }
     }
     let text = std::fs::read_to_string(textfiles.join("example-job.prom")).unwrap();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::ports::free_ports;
-use crate::process::{self, POLL_INTERVAL, READY_TIMEOUT, STOP_TIMEOUT};
+use crate::subprocess::{self, POLL_INTERVAL, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::Error;
 
 const INSTALL_HINT: &str =
@@ -35,7 +35,7 @@ static SERVER_COUNTER: AtomicU32 = AtomicU32::new(0);
 pub fn nats_server_bin() -> Result<PathBuf, Error> {
     if let Some(value) = env::var_os("NATS_SERVER_BIN").filter(|value| !value.is_empty()) {
         let path = PathBuf::from(value);
-        if process::is_executable_file(&path) {
+        if subprocess::is_executable_file(&path) {
             return Ok(path);
         }
         return Err(Error::ProgramNotFound {
@@ -48,7 +48,7 @@ pub fn nats_server_bin() -> Result<PathBuf, Error> {
         });
     }
 
-    process::find_in_path("nats-server").ok_or_else(|| Error::ProgramNotFound {
+    subprocess::find_in_path("nats-server").ok_or_else(|| Error::ProgramNotFound {
         program: "nats-server".to_string(),
         hint: format!(
             "NATS_SERVER_BIN is not set and PATH has no nats-server; {INSTALL_HINT}, \
@@ -266,7 +266,7 @@ impl NatsServer {
     /// server is killed with SIGKILL. Does nothing when the server is not running.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            process::stop_child(&mut child, libc::SIGTERM, STOP_TIMEOUT);
+            subprocess::stop_child(&mut child, libc::SIGTERM, STOP_TIMEOUT);
         }
     }
 
@@ -324,7 +324,7 @@ impl NatsServer {
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), Error> {
-        let (stdout, stderr) = process::open_log(&self.log_path)?;
+        let (stdout, stderr) = subprocess::open_log(&self.log_path)?;
         let mut command = Command::new(&self.binary);
         command
             .arg("--config")
@@ -336,7 +336,7 @@ impl NatsServer {
             .stderr(stderr);
         let child = command
             .spawn()
-            .map_err(|e| Error::io(format!("start `{}`", process::describe(&command)), e))?;
+            .map_err(|e| Error::io(format!("start `{}`", subprocess::describe(&command)), e))?;
         self.child = Some(child);
 
         // The temp dir outlives a failed start so the log named in the
@@ -358,7 +358,7 @@ impl NatsServer {
                     program: "nats-server".to_string(),
                     status,
                     log: self.log_path.clone(),
-                    log_tail: process::log_tail(&self.log_path),
+                    log_tail: subprocess::log_tail(&self.log_path),
                 });
             }
             if self.probe_info() {
@@ -370,7 +370,7 @@ impl NatsServer {
                     port: self.port,
                     timeout: READY_TIMEOUT,
                     log: self.log_path.clone(),
-                    log_tail: process::log_tail(&self.log_path),
+                    log_tail: subprocess::log_tail(&self.log_path),
                 });
             }
             thread::sleep(POLL_INTERVAL);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use tempfile::TempDir;
 
 use crate::ports::free_ports;
-use crate::process::{self, POLL_INTERVAL, READY_TIMEOUT, STOP_TIMEOUT};
+use crate::subprocess::{self, POLL_INTERVAL, READY_TIMEOUT, STOP_TIMEOUT};
 use crate::Error;
 
 const INSTALL_HINT: &str = "install PostgreSQL (on Debian: `apt-get install postgresql`, \
@@ -34,7 +34,7 @@ const START_ATTEMPTS: usize = 3;
 pub fn postgres_bin_dir() -> Result<PathBuf, Error> {
     if let Some(value) = env::var_os("PG_BIN").filter(|value| !value.is_empty()) {
         let dir = PathBuf::from(value);
-        if process::is_executable_file(&dir.join("initdb")) {
+        if subprocess::is_executable_file(&dir.join("initdb")) {
             return Ok(dir);
         }
         return Err(Error::ProgramNotFound {
@@ -47,7 +47,7 @@ pub fn postgres_bin_dir() -> Result<PathBuf, Error> {
         });
     }
 
-    if let Some(initdb) = process::find_in_path("initdb") {
+    if let Some(initdb) = subprocess::find_in_path("initdb") {
         let resolved = fs::canonicalize(&initdb).unwrap_or(initdb);
         if let Some(dir) = resolved.parent() {
             return Ok(dir.to_path_buf());
@@ -72,7 +72,7 @@ fn newest_debian_bin_dir() -> Option<PathBuf> {
         .filter_map(|entry| {
             let major: u32 = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            process::is_executable_file(&bin.join("initdb")).then_some((major, bin))
+            subprocess::is_executable_file(&bin.join("initdb")).then_some((major, bin))
         })
         .max_by_key(|(major, _)| *major)
         .map(|(_, bin)| bin)
@@ -165,8 +165,8 @@ impl Postgres {
     /// ports, up to three attempts in all.
     pub fn try_start() -> Result<Postgres, Error> {
         let bin_dir = postgres_bin_dir()?;
-        let run_as = if process::is_root() {
-            if process::find_in_path("setpriv").is_none() {
+        let run_as = if subprocess::is_root() {
+            if subprocess::find_in_path("setpriv").is_none() {
                 return Err(Error::ProgramNotFound {
                     program: "setpriv".to_string(),
                     hint: "the tests run as root, so PostgreSQL is started as the `postgres` \
@@ -233,7 +233,7 @@ impl Postgres {
     /// 15 s the server is killed. Does nothing when the server is not running.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            process::stop_child(&mut child, libc::SIGINT, STOP_TIMEOUT);
+            subprocess::stop_child(&mut child, libc::SIGINT, STOP_TIMEOUT);
         }
     }
 
@@ -296,11 +296,11 @@ impl Postgres {
             .arg("--encoding=UTF8")
             .arg("--locale=C")
             .arg("--no-sync");
-        process::run_command(&mut command)
+        subprocess::run_command(&mut command)
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), Error> {
-        let (stdout, stderr) = process::open_log(&self.log_path)?;
+        let (stdout, stderr) = subprocess::open_log(&self.log_path)?;
         let mut command = self.server_command("postgres");
         command
             .arg("-D")
@@ -320,7 +320,7 @@ impl Postgres {
             .stderr(stderr);
         let child = command
             .spawn()
-            .map_err(|e| Error::io(format!("start `{}`", process::describe(&command)), e))?;
+            .map_err(|e| Error::io(format!("start `{}`", subprocess::describe(&command)), e))?;
         self.child = Some(child);
 
         // The temp dir outlives a failed start so the log named in the
@@ -342,7 +342,7 @@ impl Postgres {
                     program: "postgres".to_string(),
                     status,
                     log: self.log_path.clone(),
-                    log_tail: process::log_tail(&self.log_path),
+                    log_tail: subprocess::log_tail(&self.log_path),
                 });
             }
             let pid = child.id();
@@ -355,7 +355,7 @@ impl Postgres {
                     port: self.port,
                     timeout: READY_TIMEOUT,
                     log: self.log_path.clone(),
-                    log_tail: process::log_tail(&self.log_path),
+                    log_tail: subprocess::log_tail(&self.log_path),
                 });
             }
             thread::sleep(POLL_INTERVAL);
@@ -393,14 +393,14 @@ impl Postgres {
             .env_remove("PGPASSWORD")
             .env_remove("PGSSLMODE")
             .env_remove("PGSERVICE");
-        process::run_command(&mut command)
+        subprocess::run_command(&mut command)
     }
 
     /// Stops the server with an immediate shutdown (SIGQUIT), which skips the
     /// shutdown checkpoint; the next start recovers from the WAL.
     fn stop_immediately(&mut self) {
         if let Some(mut child) = self.child.take() {
-            process::stop_child(&mut child, libc::SIGQUIT, STOP_TIMEOUT);
+            subprocess::stop_child(&mut child, libc::SIGQUIT, STOP_TIMEOUT);
         }
     }
 }

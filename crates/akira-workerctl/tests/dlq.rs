@@ -3,10 +3,11 @@
 
 mod support;
 
+use akira_testkit::wait_for;
 use akira_workers::dlq::{DeadLetter, Reason};
 use async_nats::header::HeaderMap;
 use serde_json::Value;
-use support::{subject_count, wait_until, Env, WorkerProcess, DEADLINE};
+use support::{subject_count, Env, TestWorker, DEADLINE};
 
 /// Streams and consumers that match the test worker's settings: ack_wait 1s, max_deliver 3,
 /// and the backoff the library derives from base 100ms and cap 1s.
@@ -54,9 +55,9 @@ async fn dlq_count(env: &Env, subject: &str) -> usize {
 }
 
 /// Waits until `count` dead letters are on `subject`, then stops the worker.
-async fn wait_for_dead_letters(env: &Env, worker: WorkerProcess, subject: &str, count: usize) {
+async fn wait_for_dead_letters(env: &Env, worker: TestWorker, subject: &str, count: usize) {
     let what = format!("{count} dead letters on {subject}");
-    wait_until(&what, DEADLINE, || async {
+    wait_for(&what, DEADLINE, || async {
         dlq_count(env, subject).await >= count
     })
     .await;
@@ -470,7 +471,7 @@ async fn replay_returns_message_to_succeeding_worker() {
     }
 
     let succeeding = env.start_worker("ORDERS", "orders-worker", "akira.orders.>", "ok");
-    wait_until(
+    wait_for(
         "the worker to process the replayed message",
         DEADLINE,
         || async {
@@ -481,7 +482,7 @@ async fn replay_returns_message_to_succeeding_worker() {
         },
     )
     .await;
-    wait_until("the consumer to ack the replayed message", DEADLINE, || {
+    wait_for("the consumer to ack the replayed message", DEADLINE, || {
         let orders = orders.clone();
         async move {
             let info = orders.consumer_info("orders-worker").await.unwrap();

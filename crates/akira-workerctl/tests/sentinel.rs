@@ -8,9 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use akira_testkit::wait_for;
 use akira_workers::dlq::{DeadLetter, Reason};
 use serde_json::Value;
-use support::{send_signal, subject_count, wait_until, Env, DEADLINE};
+use support::{send_signal, subject_count, Env, DEADLINE};
 
 /// A poison stream whose consumer matches the test worker: ack_wait 1s, max_deliver 3.
 const DECLARATIONS: &str = r#"
@@ -68,7 +69,7 @@ impl Sentinel {
 
     async fn wait_for_log(&self, text: &str) {
         let what = format!("sentinel log line containing {text:?}");
-        wait_until(&what, DEADLINE, || async { self.log().contains(text) }).await;
+        wait_for(&what, DEADLINE, || async { self.log().contains(text) }).await;
     }
 
     /// Sends SIGTERM and returns the exit code and the log.
@@ -316,7 +317,7 @@ async fn sentinel_listens_again_after_server_restart() {
 
     // The sentinel resubscribes after it reconnects; until then an advisory is lost, which is
     // why this publishes again until the dead letter appears.
-    wait_until("the dead letter after a server restart", DEADLINE, || {
+    wait_for("the dead letter after a server restart", DEADLINE, || {
         let client = client.clone();
         let env = &env;
         async move {

@@ -3,15 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use akira_testkit::NatsServer;
+use akira_testkit::{NatsServer, WorkerProcess};
 use async_nats::jetstream;
 
 pub const CTL: &str = env!("CARGO_BIN_EXE_akira-workerctl");
 
-/// Default deadline of [`wait_until`].
+/// Default deadline of `akira_testkit::wait_for` in these tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// The result of one `akira-workerctl` run.
@@ -111,7 +111,7 @@ impl Env {
         durable: &str,
         filter: &str,
         behaviour: &str,
-    ) -> WorkerProcess {
+    ) -> TestWorker {
         let record_file = self.dir.path().join(format!("{durable}.record"));
         let config = format!(
             r#"
@@ -151,7 +151,7 @@ record_file = "{record}"
             url = self.url(),
             record = record_file.display(),
         );
-        WorkerProcess::start(self.dir.path(), durable, &config, record_file)
+        TestWorker::start(self.dir.path(), durable, &config, record_file)
     }
 }
 
@@ -197,25 +197,6 @@ pub fn ctl_with_env(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) ->
     }
 }
 
-/// Polls `condition` every 100 ms until it returns true, failing the test after `deadline`.
-pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let end = Instant::now() + deadline;
-    loop {
-        if condition().await {
-            return;
-        }
-        assert!(
-            Instant::now() < end,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Returns the number of messages in `stream` on `subject`.
 pub async fn subject_count(jetstream: &jetstream::Context, stream: &str, subject: &str) -> usize {
     use futures::TryStreamExt;
@@ -250,46 +231,38 @@ pub fn test_worker_binary() -> PathBuf {
     path
 }
 
-/// A test worker process; killed on drop.
-pub struct WorkerProcess {
-    pub child: Child,
-    pub log: PathBuf,
+/// The `dlq_test_worker` example as a process, with the file its `ok` behaviour records
+/// to; killed on drop.
+pub struct TestWorker {
+    process: WorkerProcess,
     pub record_file: PathBuf,
 }
 
-impl WorkerProcess {
-    fn start(dir: &Path, name: &str, config: &str, record_file: PathBuf) -> WorkerProcess {
+impl TestWorker {
+    /// Starts the test worker with the configuration `config`, written to `<dir>/<name>.toml`.
+    /// Its stderr is appended to `<dir>/<name>.log`, so the log of a worker restarted under
+    /// the same name keeps the lines of the earlier runs.
+    fn start(dir: &Path, name: &str, config: &str, record_file: PathBuf) -> TestWorker {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config).unwrap();
-        let log = dir.join(format!("{name}.log"));
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(test_worker_binary())
-            .arg("--config")
-            .arg(&config_path)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("JOURNAL_STREAM")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn the test worker");
-        WorkerProcess {
-            child,
-            log,
+        let process = WorkerProcess::command(
+            test_worker_binary(),
+            &config_path,
+            dir.join(format!("{name}.log")),
+        )
+        .env_remove("RUST_LOG")
+        .append_log()
+        .spawn();
+        TestWorker {
+            process,
             record_file,
         }
     }
 
     /// Returns the exit code once the process has exited, or None while it runs.
     pub fn exit_code(&mut self) -> Option<i32> {
-        self.child
+        self.process
             .try_wait()
-            .unwrap()
             .map(|status| status.code().unwrap_or(-1))
     }
 
@@ -303,14 +276,7 @@ impl WorkerProcess {
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 

@@ -2,9 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::time::Duration;
 
+pub use akira_testkit::wait_until;
 use akira_workers::Config;
 use async_nats::jetstream;
 
@@ -16,24 +16,6 @@ pub fn config(url: &str, name: &str, extra: &str) -> Config {
          [nats]\nservers = [\"{url}\"]\n[metrics]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\n{extra}"
     );
     Config::from_toml(&text, "test", std::iter::empty()).expect("test configuration is valid")
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 pub async fn connect(url: &str) -> (async_nats::Client, jetstream::Context) {

@@ -4,9 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use akira_testkit::wait_for;
 use akira_testkit::{free_port, NatsServer};
 use async_nats::jetstream::{self, message::StreamMessage, stream};
-use common::process::{wait_for, WorkerProcess};
+use common::process::WorkerProcess;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_akira-alert-relay");
 const FIRING: &str =

@@ -109,7 +109,7 @@ async fn sample_and_invalid_lines_are_stored_once() {
 
     let metrics_address = format!("127.0.0.1:{}", akira_testkit::free_port());
     let config = write_config(dir.path(), &nats.url(), &input, &metrics_address, "");
-    let mut bridge = Process::start(&config);
+    let mut bridge = start_bridge(&config);
     let js = connect(&nats.url()).await;
 
     let done = wait_until(WAIT, || async {
@@ -119,7 +119,7 @@ async fn sample_and_invalid_lines_are_stored_once() {
     assert!(
         done,
         "the bridge did not reach the end of the file:\n{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     let stored = messages(&js, "CDR").await;
@@ -237,7 +237,7 @@ async fn sample_and_invalid_lines_are_stored_once() {
     let status = bridge
         .terminate(Duration::from_secs(15))
         .expect("the bridge stops on SIGTERM");
-    assert!(status.success(), "{status:?}\n{}", bridge.stderr());
+    assert!(status.success(), "{status:?}\n{}", bridge.log());
 }
 
 #[tokio::test]
@@ -266,13 +266,13 @@ async fn restart_after_sigkill_loses_and_repeats_nothing() {
     });
 
     let config = write_config(dir.path(), &nats.url(), &input, "", "");
-    let mut bridge = Process::start(&config);
+    let mut bridge = start_bridge(&config);
     let js = connect(&nats.url()).await;
     let started = wait_until(WAIT, || async { message_count(&js, "CDR").await >= 1500 }).await;
     assert!(
         started,
         "the bridge published too little:\n{}",
-        bridge.stderr()
+        bridge.log()
     );
     bridge.kill();
     let at_kill = message_count(&js, "CDR").await as usize;
@@ -281,14 +281,14 @@ async fn restart_after_sigkill_loses_and_repeats_nothing() {
         "the bridge was killed after the whole file; the test proves nothing"
     );
 
-    let mut restarted = Process::start(&config);
+    let mut restarted = start_bridge(&config);
     writer.join().unwrap();
     let length = std::fs::metadata(&input).unwrap().len();
     let done = wait_until(WAIT, || async { saved_offset(dir.path()) == Some(length) }).await;
     assert!(
         done,
         "the restarted bridge did not finish:\n{}",
-        restarted.stderr()
+        restarted.log()
     );
 
     let payloads = cdr_payloads(&js).await;
@@ -320,12 +320,12 @@ async fn rename_rotation_loses_and_repeats_nothing() {
     std::fs::write(&input, &first).unwrap();
 
     let config = write_config(dir.path(), &nats.url(), &input, "", "");
-    let bridge = Process::start(&config);
+    let bridge = start_bridge(&config);
     let js = connect(&nats.url()).await;
     assert!(
         wait_until(WAIT, || async { message_count(&js, "CDR").await == 100 }).await,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     // As logrotate does: rename, the writer still appends to its open file, then the
@@ -345,7 +345,7 @@ async fn rename_rotation_loses_and_repeats_nothing() {
         message_count(&js, "CDR").await >= expected_count
     })
     .await;
-    assert!(arrived, "{}", bridge.stderr());
+    assert!(arrived, "{}", bridge.log());
     let length = std::fs::metadata(&input).unwrap().len();
     assert!(wait_until(WAIT, || async { saved_offset(dir.path()) == Some(length) }).await);
 
@@ -356,9 +356,9 @@ async fn rename_rotation_loses_and_repeats_nothing() {
         "old file first, then the new one, each line once"
     );
     assert!(
-        bridge.stderr().contains("rotated by rename"),
+        bridge.log().contains("rotated by rename"),
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 }
 
@@ -374,12 +374,12 @@ async fn copy_truncate_rotation_loses_and_repeats_nothing() {
     std::fs::write(&input, &first).unwrap();
 
     let config = write_config(dir.path(), &nats.url(), &input, "", "");
-    let bridge = Process::start(&config);
+    let bridge = start_bridge(&config);
     let js = connect(&nats.url()).await;
     assert!(
         wait_until(WAIT, || async { message_count(&js, "CDR").await == 100 }).await,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     // copytruncate loses what the writer adds between the copy and the truncation, so
@@ -395,7 +395,7 @@ async fn copy_truncate_rotation_loses_and_repeats_nothing() {
     assert!(
         wait_until(WAIT, || async { message_count(&js, "CDR").await == 120 }).await,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     // Truncated again and refilled past the old position at once: only the changed first
@@ -419,7 +419,7 @@ async fn copy_truncate_rotation_loses_and_repeats_nothing() {
         })
         .await,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
     let length = std::fs::metadata(&input).unwrap().len();
     assert!(wait_until(WAIT, || async { saved_offset(dir.path()) == Some(length) }).await);
@@ -428,10 +428,10 @@ async fn copy_truncate_rotation_loses_and_repeats_nothing() {
     assert_eq!(payloads.len(), all.len());
     assert!(payloads == all, "each generation's lines once, in order");
     assert_eq!(
-        bridge.stderr().matches("was truncated").count(),
+        bridge.log().matches("was truncated").count(),
         2,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 }
 
@@ -442,12 +442,12 @@ async fn partial_line_waits_for_newline() {
     let input = dir.path().join("acc.jsonl");
     std::fs::write(&input, b"").unwrap();
     let config = write_config(dir.path(), &nats.url(), &input, "", "");
-    let bridge = Process::start(&config);
+    let bridge = start_bridge(&config);
     let js = connect(&nats.url()).await;
     assert!(
         wait_until(WAIT, || async { saved_offset(dir.path()).is_some() }).await,
         "{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     append(&input, br#"{"time": 1796413782, "method": "INV"#);
@@ -478,13 +478,13 @@ async fn nats_outage_resumes_from_position() {
     std::fs::write(&input, &before).unwrap();
 
     let config = write_config(dir.path(), &nats.url(), &input, "", "");
-    let mut bridge = Process::start(&config);
+    let mut bridge = start_bridge(&config);
     {
         let js = connect(&nats.url()).await;
         assert!(
             wait_until(WAIT, || async { message_count(&js, "CDR").await == 200 }).await,
             "{}",
-            bridge.stderr()
+            bridge.log()
         );
     }
     let saved = wait_until(WAIT, || async {
@@ -494,7 +494,7 @@ async fn nats_outage_resumes_from_position() {
     assert!(
         saved,
         "the bridge did not save its position:\n{}",
-        bridge.stderr()
+        bridge.log()
     );
 
     nats.stop();
@@ -503,7 +503,7 @@ async fn nats_outage_resumes_from_position() {
     assert!(
         bridge.is_running(),
         "the bridge exited while NATS was down:\n{}",
-        bridge.stderr()
+        bridge.log()
     );
     assert_eq!(
         saved_offset(dir.path()),
@@ -515,7 +515,7 @@ async fn nats_outage_resumes_from_position() {
     let js = connect(&nats.url()).await;
     let length = (before.len() + during.len()) as u64;
     let done = wait_until(WAIT, || async { saved_offset(dir.path()) == Some(length) }).await;
-    assert!(done, "the bridge did not resume:\n{}", bridge.stderr());
+    assert!(done, "the bridge did not resume:\n{}", bridge.log());
 
     let mut all = lines_of(&before);
     all.extend(lines_of(&during));

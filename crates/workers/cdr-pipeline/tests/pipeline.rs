@@ -24,15 +24,15 @@ async fn start_pipeline(
     nats: &NatsServer,
     postgres: &Postgres,
     metrics_listen: &str,
-) -> (Process, async_nats::jetstream::Context) {
+) -> (WorkerProcess, async_nats::jetstream::Context) {
     let config = write_pipeline_config(dir, &nats.url(), &postgres.url(), metrics_listen);
-    let pipeline = Process::start(&pipeline_binary(), &config);
+    let pipeline = start_worker(&pipeline_binary(), &config);
     let js = connect_nats(&nats.url()).await;
     let up = wait_until(WAIT, || consumer_exists(&js)).await;
     assert!(
         up,
         "the pipeline did not create its consumer:\n{}",
-        pipeline.stderr()
+        pipeline.log()
     );
     (pipeline, js)
 }
@@ -88,15 +88,15 @@ async fn sample_lands_once_through_bridge() {
         }
     });
     let bridge_config = write_bridge_config(dir.path(), &nats.url(), &input);
-    let mut bridge = Process::start(&bridge_binary(), &bridge_config);
+    let mut bridge = start_worker(&bridge_binary(), &bridge_config);
     let partway = wait_until(WAIT, || async { message_count(&js, "CDR").await >= 300 }).await;
-    assert!(partway, "the bridge did not publish:\n{}", bridge.stderr());
+    assert!(partway, "the bridge did not publish:\n{}", bridge.log());
     bridge.kill();
     assert!(
         (message_count(&js, "CDR").await as usize) < sample_lines.len(),
         "the bridge was killed after the whole file; the test proves nothing"
     );
-    let bridge = Process::start(&bridge_binary(), &bridge_config);
+    let bridge = start_worker(&bridge_binary(), &bridge_config);
     writer.join().unwrap();
 
     // 940 sample lines and the padded user agent in CDR; the two flatstore lines in AKIRA_DLQ
@@ -113,8 +113,8 @@ async fn sample_lands_once_through_bridge() {
         message_count(&js, "CDR").await,
         message_count(&js, "AKIRA_DLQ").await,
         row_count(&postgres.url()).await,
-        bridge.stderr(),
-        pipeline.stderr()
+        bridge.log(),
+        pipeline.log()
     );
 
     let mut db = connect_postgres(&postgres.url()).await;
@@ -262,7 +262,7 @@ async fn postgres_outage_retries_until_back() {
         })
         .await,
         "{}",
-        pipeline.stderr()
+        pipeline.log()
     );
 
     postgres.stop();
@@ -282,7 +282,7 @@ async fn postgres_outage_retries_until_back() {
         message_count(&js, "AKIRA_DLQ").await >= 1
     })
     .await;
-    assert!(dead_lettered, "{}", pipeline.stderr());
+    assert!(dead_lettered, "{}", pipeline.log());
     let dead = messages(&js, "AKIRA_DLQ").await;
     assert_eq!(dead[0].payload.as_ref(), missing_callid.as_slice());
     assert_eq!(dead[0].header("Akira-Dlq-Reason"), Some("permanent"));
@@ -311,7 +311,7 @@ async fn postgres_outage_retries_until_back() {
     assert!(
         retried,
         "the records were not retried during the outage:\n{}",
-        pipeline.stderr()
+        pipeline.log()
     );
 
     postgres.start_again();
@@ -323,7 +323,7 @@ async fn postgres_outage_retries_until_back() {
         landed,
         "rows {:?}\n{}",
         row_count(&postgres.url()).await,
-        pipeline.stderr()
+        pipeline.log()
     );
 
     let mut db = connect_postgres(&postgres.url()).await;
@@ -366,7 +366,7 @@ async fn republished_record_stores_once() {
         })
     })
     .await;
-    assert!(counted, "{}", pipeline.stderr());
+    assert!(counted, "{}", pipeline.log());
 
     let mut db = connect_postgres(&postgres.url()).await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT source FROM cdr_events ORDER BY source")
@@ -396,7 +396,7 @@ async fn invalid_records_are_dead_lettered_naming_field() {
         message_count(&js, "AKIRA_DLQ").await == 5 && row_count(&postgres.url()).await == Some(2)
     })
     .await;
-    assert!(settled, "{}", pipeline.stderr());
+    assert!(settled, "{}", pipeline.log());
 
     let dead = messages(&js, "AKIRA_DLQ").await;
     let errors: Vec<&str> = dead

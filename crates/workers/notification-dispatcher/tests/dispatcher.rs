@@ -5,10 +5,11 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use akira_testkit::wait_for;
 use akira_testkit::{free_port, NatsServer};
 use akira_workers::dlq::{headers, DLQ_STREAM};
 use async_nats::jetstream::{self, message::StreamMessage};
-use common::process::{wait_for, WorkerProcess};
+use common::process::WorkerProcess;
 use common::receiver::{Receiver, Reply};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_akira-notification-dispatcher");

@@ -2,60 +2,23 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
+pub use akira_testkit::{fetch_metrics, sample, wait_until, WorkerProcess};
 use async_nats::jetstream;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use sqlx::{Connection, PgConnection};
 
-/// A worker process whose stderr goes to a file; killed on drop.
-pub struct Process {
-    pub child: Child,
-    pub stderr_path: PathBuf,
-}
-
-impl Process {
-    pub fn start(binary: &Path, config: &Path) -> Process {
-        let stderr_path = config.with_extension(format!("{}.log", next_run()));
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let child = Command::new(binary)
-            .arg("--config")
-            .arg(config)
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|err| panic!("spawn {}: {err}", binary.display()));
-        Process { child, stderr_path }
-    }
-
-    /// Kills the process with SIGKILL, as in a crash, and reaps it.
-    pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `binary` with the configuration file `config`; its log is a file next to
+/// `config`, new for every start.
+pub fn start_worker(binary: &Path, config: &Path) -> WorkerProcess {
+    let log_path = config.with_extension(format!("{}.log", next_run()));
+    WorkerProcess::command(binary, config, log_path)
+        .env_remove("STATE_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .spawn()
 }
 
 fn next_run() -> u32 {
@@ -251,45 +214,6 @@ pub async fn row_count(database_url: &str) -> Option<i64> {
         .fetch_one(&mut connection)
         .await
         .ok()
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut condition: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if condition().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Fetches `/metrics` from `address` with a plain HTTP/1.0 request.
-pub fn fetch_metrics(address: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(address).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_string())
-}
-
-/// Returns the value of the sample whose name and labels start with `series`.
-pub fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|line| line.starts_with(series))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
 }
 
 pub fn repository_file(path: &str) -> PathBuf {

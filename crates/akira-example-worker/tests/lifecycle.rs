@@ -253,3 +253,96 @@ async fn check_config_validates_worker_section() {
     let stderr = process.log();
     assert!(stderr.contains("`example.class`"), "stderr:\n{stderr}");
 }
+
+fn idle_pull_config(url: &str, metrics_port: u16, record: &str) -> String {
+    format!(
+        r#"[worker]
+name = "idle"
+ensure = true
+[nats]
+servers = ["{url}"]
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+[consumer]
+stream = "IDLE"
+durable_name = "idle"
+filter_subject = "idle.>"
+ack_wait = "30s"
+max_wait = "5s"
+[example]
+class = "pull"
+record_file = "{record}"
+"#
+    )
+}
+
+#[tokio::test]
+async fn sigterm_returns_messages_of_open_pull_request() {
+    let server = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("records.txt");
+    let record_text = record.display().to_string();
+    let js = jetstream::new(async_nats::connect(server.url()).await.unwrap());
+
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut first = start_worker(
+        worker_binary(),
+        dir.path(),
+        "first",
+        &idle_pull_config(&server.url(), port, &record_text),
+        &[],
+        &[],
+    );
+    let ready = wait_until(Duration::from_secs(15), || async {
+        matches!(http_get(&address, "/readyz").await, Some((200, _)))
+    })
+    .await;
+    assert!(ready, "log:\n{}", first.log());
+    // The idle worker now has a pull request open on the server for up to max_wait (5 s).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.signal("TERM");
+    for i in 0..5 {
+        js.publish("idle.job", i.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let status = first
+        .wait_timeout(Duration::from_secs(10))
+        .expect("the worker did not stop");
+    assert!(status.success(), "log:\n{}", first.log());
+
+    // Messages the open request delivered after the stop were nakked, so a second instance
+    // gets them long before ack_wait (30 s) would return them.
+    let handed_over = Instant::now();
+    let _second = start_worker(
+        worker_binary(),
+        dir.path(),
+        "second",
+        &idle_pull_config(&server.url(), free_port(), &record_text),
+        &[],
+        &[],
+    );
+    let all_done = wait_until(Duration::from_secs(10), || async {
+        records(&record).len() >= 5
+    })
+    .await;
+    assert!(
+        all_done,
+        "only {} of 5 handled within 10 s of the hand-over",
+        records(&record).len()
+    );
+    assert!(handed_over.elapsed() < Duration::from_secs(15));
+    let mut payloads: Vec<String> = records(&record)
+        .into_iter()
+        .map(|line| line[4].clone())
+        .collect();
+    payloads.sort();
+    assert_eq!(
+        payloads,
+        vec!["0", "1", "2", "3", "4"],
+        "a message was lost or handled twice"
+    );
+}

@@ -1,6 +1,4 @@
-//! One received message as a handler sees it, and publishing with correlation ids.
-
-use std::time::Duration;
+//! The message type handlers receive, and publishing with correlation ids.
 
 use async_nats::header::{HeaderMap, IntoHeaderValue};
 use async_nats::jetstream::{self, publish::PublishAck};
@@ -97,7 +95,7 @@ impl Delivery {
         })
     }
 
-    /// A publisher that carries this message's correlation id onto what it publishes.
+    /// Returns a publisher that carries this message's correlation id onto what it publishes.
     pub fn publisher(&self) -> &Publisher {
         &self.publisher
     }
@@ -124,10 +122,9 @@ pub enum PublishError {
         subject: String,
         source: jetstream::context::PublishError,
     },
-    #[error("no PubAck for {subject} within {timeout:?}: {source}")]
+    #[error("no PubAck for {subject}: {source}; check that a stream captures the subject")]
     PubAck {
         subject: String,
-        timeout: Duration,
         source: jetstream::context::PublishError,
     },
 }
@@ -149,7 +146,7 @@ impl Publisher {
         }
     }
 
-    /// A copy that stamps `correlation_id` on every message.
+    /// Returns a copy that stamps `correlation_id` on every message.
     pub fn with_correlation_id(&self, correlation_id: String) -> Publisher {
         Publisher {
             correlation_id: Some(correlation_id),
@@ -157,7 +154,8 @@ impl Publisher {
         }
     }
 
-    /// The correlation id stamped on messages; a publisher without one stamps a new id each time.
+    /// Returns the correlation id stamped on messages. A publisher without one stamps a new id
+    /// on each message.
     pub fn correlation_id(&self) -> Option<&str> {
         self.correlation_id.as_deref()
     }
@@ -174,7 +172,7 @@ impl Publisher {
         headers
     }
 
-    /// Publishes on core NATS: no acknowledgement, lost if nobody listens.
+    /// Publishes on core NATS: no acknowledgement, and lost when no subscriber listens.
     pub async fn publish(
         &self,
         subject: impl Into<String>,
@@ -213,15 +211,9 @@ impl Publisher {
                 subject: subject.clone(),
                 source,
             })?;
-        future.await.map_err(|source| PublishError::PubAck {
-            subject,
-            timeout: self.jetstream_timeout(),
-            source,
-        })
-    }
-
-    fn jetstream_timeout(&self) -> Duration {
-        Duration::from_secs(5)
+        future
+            .await
+            .map_err(|source| PublishError::PubAck { subject, source })
     }
 
     pub fn client(&self) -> &async_nats::Client {

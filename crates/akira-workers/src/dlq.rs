@@ -44,7 +44,7 @@ pub mod headers {
     pub const CORRELATION_ID: &str = "Akira-Correlation-Id";
 }
 
-/// Why a message was dead-lettered.
+/// Reason a message was dead-lettered, the `Akira-Dlq-Reason` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// A retryable error on the last allowed delivery.
@@ -96,7 +96,7 @@ pub fn dlq_msg_id(stream: &str, sequence: u64) -> String {
     format!("dlq:{stream}:{sequence}")
 }
 
-/// The stream configuration of `AKIRA_DLQ`: limits retention, file storage, 30 days.
+/// Returns the stream configuration of `AKIRA_DLQ`: limits retention, file storage, 30 days.
 pub fn dlq_stream_config() -> stream::Config {
     stream::Config {
         name: DLQ_STREAM.to_string(),

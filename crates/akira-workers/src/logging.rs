@@ -91,8 +91,8 @@ impl RateLimiter {
         }
     }
 
-    /// Returns `Some(suppressed)` when a line for `key` may be logged now, with how many
-    /// were held back since the last one; `None` when this one is held back.
+    /// Returns `Some(suppressed)` when a line for `key` may be logged now, where `suppressed`
+    /// counts the lines held back since the last one. Returns `None` when this line is held back.
     pub fn check(&self, key: &str) -> Option<u64> {
         let mut seen = self.seen.lock().expect("rate limiter lock");
         let now = Instant::now();

@@ -28,6 +28,7 @@ impl WorkerArgs {
     pub fn load(&self) -> Result<Option<Config>, ConfigError> {
         let config = Config::load(&self.config)?;
         if self.check_config {
+            config.check_secret_files()?;
             println!("configuration ok: {}", self.config.display());
             return Ok(None);
         }
@@ -43,6 +44,7 @@ impl WorkerArgs {
         let config = Config::load(&self.config)?;
         let settings = config.section::<T>(section)?;
         if self.check_config {
+            config.check_secret_files()?;
             println!("configuration ok: {}", self.config.display());
             return Ok(None);
         }

@@ -35,6 +35,8 @@ pub enum ConfigError {
         origin: String,
         message: String,
     },
+    #[error("`{key}` is {path:?}, but CREDENTIALS_DIRECTORY is not set; run the worker under systemd with LoadCredential=, or set CREDENTIALS_DIRECTORY or an absolute path")]
+    CredentialsDirectoryUnset { key: String, path: PathBuf },
     #[error(
         "cannot read secret `{key}` from {path}: {source}; check the path and its permissions"
     )]
@@ -390,6 +392,33 @@ impl Config {
         deserialize_at(value, Some(key), &self.origin)
     }
 
+    /// Checks that every NATS secret and TLS file the configuration names can be read, so
+    /// `--check-config` finds a missing credential before startup does.
+    pub fn check_secret_files(&self) -> Result<(), ConfigError> {
+        let nats = &self.nats;
+        let files = [
+            ("nats.password_file", &nats.password_file),
+            ("nats.token_file", &nats.token_file),
+            ("nats.nkey_seed_file", &nats.nkey_seed_file),
+            ("nats.creds_file", &nats.creds_file),
+            ("nats.tls.ca_file", &nats.tls.ca_file),
+            ("nats.tls.cert_file", &nats.tls.cert_file),
+            ("nats.tls.key_file", &nats.tls.key_file),
+        ];
+        for (key, path) in files {
+            let Some(path) = path else {
+                continue;
+            };
+            let resolved = resolve_secret_path_checked(key, path)?;
+            std::fs::File::open(&resolved).map_err(|source| ConfigError::Secret {
+                key: key.to_string(),
+                path: resolved.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Names the file (or other source) the configuration came from.
     pub fn origin(&self) -> &str {
         &self.origin
@@ -594,7 +623,12 @@ fn apply_env_overrides(
                 "empty key part; write AKIRA_SECTION__KEY=value",
             ));
         }
-        let value = parse_env_value(&raw);
+        // An empty value removes the key, so an optional setting can be turned off.
+        let value = if raw.is_empty() {
+            None
+        } else {
+            Some(parse_env_value(&raw))
+        };
         let mut table = &mut *document;
         for part in &path[..path.len() - 1] {
             let entry = table
@@ -611,7 +645,11 @@ fn apply_env_overrides(
                 }
             };
         }
-        table.insert(path[path.len() - 1].clone(), value);
+        let last = path[path.len() - 1].clone();
+        match value {
+            Some(value) => table.insert(last, value),
+            None => table.remove(&last),
+        };
     }
     Ok(())
 }
@@ -643,9 +681,24 @@ pub fn resolve_secret_path(path: &Path) -> PathBuf {
     }
 }
 
+/// Resolves a `*_file` path like [`resolve_secret_path`], but fails when the path names
+/// `$CREDENTIALS_DIRECTORY` and the variable is not set.
+pub fn resolve_secret_path_checked(key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
+    let text = path.to_string_lossy();
+    let names_directory = text.starts_with("$CREDENTIALS_DIRECTORY/")
+        || text.starts_with("${CREDENTIALS_DIRECTORY}/");
+    if names_directory && std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+        return Err(ConfigError::CredentialsDirectoryUnset {
+            key: key.to_string(),
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(resolve_secret_path(path))
+}
+
 /// Reads a secret from a file named by `key`, trimming the trailing newline.
 pub fn read_secret(key: &str, path: &Path) -> Result<String, ConfigError> {
-    let resolved = resolve_secret_path(path);
+    let resolved = resolve_secret_path_checked(key, path)?;
     let text = std::fs::read_to_string(&resolved).map_err(|source| ConfigError::Secret {
         key: key.to_string(),
         path: resolved.clone(),
@@ -726,6 +779,28 @@ mod tests {
         .unwrap();
         assert_eq!(config.retry.max_deliver, 3);
         assert_eq!(config.nats.servers, vec!["nats://a:4222", "nats://b:4222"]);
+    }
+
+    #[test]
+    fn empty_env_override_removes_key() {
+        let config = parse(
+            "[worker]\nname = \"w\"\n[nats]\ncreds_file = \"/etc/akira/nats.creds\"\n",
+            &[("AKIRA_NATS__CREDS_FILE", "")],
+        )
+        .unwrap();
+        assert_eq!(config.nats.creds_file, None);
+    }
+
+    #[test]
+    fn missing_secret_file_fails_check() {
+        let config = parse(
+            "[worker]\nname = \"w\"\n[nats]\ntoken_file = \"/nonexistent/akira-token\"\n",
+            &[],
+        )
+        .unwrap();
+        let err = config.check_secret_files().unwrap_err().to_string();
+        assert!(err.contains("`nats.token_file`"), "{err}");
+        assert!(err.contains("/nonexistent/akira-token"), "{err}");
     }
 
     #[test]

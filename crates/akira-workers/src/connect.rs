@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use async_nats::{ConnectOptions, Event};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{read_secret, resolve_secret_path, Config, ConfigError};
+use crate::config::{read_secret, resolve_secret_path_checked, Config, ConfigError};
 use crate::health::Health;
 use crate::metrics::WorkerMetrics;
 
@@ -60,7 +60,7 @@ async fn options(
         options = options.nkey(read_secret("nats.nkey_seed_file", path)?);
     }
     if let Some(path) = &nats.creds_file {
-        let path = resolve_secret_path(path);
+        let path = resolve_secret_path_checked("nats.creds_file", path)?;
         options = options
             .credentials_file(&path)
             .await
@@ -68,12 +68,15 @@ async fn options(
     }
     let tls = &nats.tls;
     if let Some(ca) = &tls.ca_file {
-        options = options.add_root_certificates(resolve_secret_path(ca));
+        options =
+            options.add_root_certificates(resolve_secret_path_checked("nats.tls.ca_file", ca)?);
     }
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
-            options =
-                options.add_client_certificate(resolve_secret_path(cert), resolve_secret_path(key));
+            options = options.add_client_certificate(
+                resolve_secret_path_checked("nats.tls.cert_file", cert)?,
+                resolve_secret_path_checked("nats.tls.key_file", key)?,
+            );
         }
         (None, None) => {}
         _ => {

@@ -134,7 +134,15 @@ where
             }
         }
         if stopping {
-            // Received after the stop request: never started, so give them back at once.
+            // The pull request stays open on the server until it expires, so read it to the
+            // end: what arrives was never started and goes back at once instead of waiting
+            // out ack_wait.
+            let drain_deadline = tokio::time::Instant::now() + max_wait + Duration::from_secs(1);
+            while let Ok(Some(Ok(message))) =
+                tokio::time::timeout_at(drain_deadline, batch.next()).await
+            {
+                messages.push(message);
+            }
             for message in messages {
                 if let Some(reply) = message.reply.clone() {
                     settle::nak_now(&runtime, reply.to_string()).await;

@@ -681,6 +681,53 @@ pub fn resolve_secret_path(path: &Path) -> PathBuf {
     }
 }
 
+/// Checks that exactly one of `<section>.<name>` and `<section>.<name>_file` is set, for a value
+/// that may carry a secret (a database URL with a password, say). `what` names the value in the
+/// error, such as "the PostgreSQL URL".
+pub fn check_value_or_file(
+    section: &str,
+    name: &str,
+    value: Option<&str>,
+    file: Option<&Path>,
+    origin: &str,
+    what: &str,
+) -> Result<(), ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            &format!("{section}.{name}"),
+            origin,
+            format!("set either {name} or {name}_file, not both"),
+        )),
+        (None, None) => Err(ConfigError::invalid(
+            &format!("{section}.{name}_file"),
+            origin,
+            format!(
+                "missing; set {name}_file to a file holding {what}, or {name} for a value without a secret"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Returns `<section>.<name>` when set, else the secret read from `<section>.<name>_file`.
+/// Call [`check_value_or_file`] first: with neither set this returns a missing-value error.
+pub fn value_or_file(
+    section: &str,
+    name: &str,
+    value: Option<&str>,
+    file: Option<&Path>,
+) -> Result<String, ConfigError> {
+    match (value, file) {
+        (Some(value), _) => Ok(value.to_string()),
+        (None, Some(path)) => read_secret(&format!("{section}.{name}_file"), path),
+        (None, None) => Err(ConfigError::invalid(
+            &format!("{section}.{name}_file"),
+            "the configuration",
+            format!("missing; set {name}_file or {name}"),
+        )),
+    }
+}
+
 /// Resolves a `*_file` path like [`resolve_secret_path`], but fails when the path names
 /// `$CREDENTIALS_DIRECTORY` and the variable is not set.
 pub fn resolve_secret_path_checked(key: &str, path: &Path) -> Result<PathBuf, ConfigError> {
@@ -779,6 +826,41 @@ mod tests {
         .unwrap();
         assert_eq!(config.retry.max_deliver, 3);
         assert_eq!(config.nats.servers, vec!["nats://a:4222", "nats://b:4222"]);
+    }
+
+    #[test]
+    fn value_or_file_needs_exactly_one() {
+        let file = Path::new("/run/keys/db-url");
+        let both = check_value_or_file(
+            "db",
+            "url",
+            Some("postgres:///a"),
+            Some(file),
+            "t",
+            "the URL",
+        );
+        assert!(both.unwrap_err().to_string().contains("not both"));
+        let neither = check_value_or_file("db", "url", None, None, "t", "the URL")
+            .unwrap_err()
+            .to_string();
+        assert!(neither.contains("`db.url_file`"), "{neither}");
+        assert!(neither.contains("the URL"), "{neither}");
+        assert!(
+            check_value_or_file("db", "url", Some("postgres:///a"), None, "t", "the URL").is_ok()
+        );
+        assert_eq!(
+            value_or_file("db", "url", Some("postgres:///a"), None).unwrap(),
+            "postgres:///a"
+        );
+    }
+
+    #[test]
+    fn value_or_file_reads_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "postgres://u:p@h/db\n").unwrap();
+        let value = value_or_file("db", "url", None, Some(&path)).unwrap();
+        assert_eq!(value, "postgres://u:p@h/db");
     }
 
     #[test]

@@ -43,21 +43,14 @@ impl PipelineSettings {
             origin: origin.to_string(),
             message,
         };
-        match (&self.database_url, &self.database_url_file) {
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "database_url",
-                    "set either database_url or database_url_file, not both".to_string(),
-                ))
-            }
-            (None, None) => {
-                return Err(invalid(
-                    "database_url_file",
-                    "missing; set database_url_file to a file holding the PostgreSQL URL, or database_url for a URL without a password".to_string(),
-                ))
-            }
-            _ => {}
-        }
+        akira_workers::config::check_value_or_file(
+            "pipeline",
+            "database_url",
+            self.database_url.as_deref(),
+            self.database_url_file.as_deref(),
+            origin,
+            "the PostgreSQL URL",
+        )?;
         if self.pool_size == 0 {
             return Err(invalid("pool_size", "must be at least 1".to_string()));
         }
@@ -77,13 +70,12 @@ impl PipelineSettings {
 
     /// Returns the database URL, reading it from `database_url_file` when set.
     pub fn database_url(&self) -> Result<String, ConfigError> {
-        match (&self.database_url, &self.database_url_file) {
-            (Some(url), _) => Ok(url.clone()),
-            (None, Some(path)) => {
-                akira_workers::config::read_secret("pipeline.database_url_file", path)
-            }
-            (None, None) => unreachable!("validate requires one of them"),
-        }
+        akira_workers::config::value_or_file(
+            "pipeline",
+            "database_url",
+            self.database_url.as_deref(),
+            self.database_url_file.as_deref(),
+        )
     }
 
     pub fn extra_fields(&self) -> ExtraFields {

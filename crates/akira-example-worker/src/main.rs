@@ -1,4 +1,4 @@
-//! `akira-example-worker`: a worker whose handler does what its configuration says.
+//! `akira-example-worker`: a worker whose handler does what its `[example]` table sets.
 //!
 //! It exists for the library's process-level tests, the NixOS VM tests and for trying the
 //! library out. Each handled message appends a line to `example.record_file`:

@@ -1,8 +1,9 @@
 //! Worker configuration: one TOML file plus `AKIRA_*` environment overrides.
 //!
 //! Every key has a default except `worker.name`. An environment variable
-//! `AKIRA_<SECTION>__<KEY>=value` overrides `<section>.<key>`; the value is read as a TOML
-//! value when it parses as one (`5`, `true`, `["a", "b"]`) and as a string otherwise.
+//! `AKIRA_<SECTION>__<KEY>=value` overrides `<section>.<key>`. The value is read as a TOML
+//! value when it parses as one (`5`, `true`, `["a", "b"]`), as a string otherwise, and an
+//! empty value removes the key.
 //! Secrets are only read from files (`*_file` keys). A file path may start with
 //! `$CREDENTIALS_DIRECTORY/`, and a relative path is looked up in `$CREDENTIALS_DIRECTORY`
 //! when systemd sets it, so `LoadCredential=` works without writing paths twice.

@@ -11,7 +11,7 @@ use crate::config::{read_secret, resolve_secret_path_checked, Config, ConfigErro
 use crate::health::Health;
 use crate::metrics::WorkerMetrics;
 
-/// Why the first connection failed.
+/// Error from the first connection to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error(transparent)]

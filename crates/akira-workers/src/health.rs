@@ -65,7 +65,7 @@ impl Health {
         self.inner.connected.load(Ordering::Relaxed)
     }
 
-    /// Whether `/readyz` passes: connected to NATS and the consumer verified.
+    /// Returns whether `/readyz` passes: connected to NATS and the consumer verified.
     pub fn is_ready(&self) -> bool {
         self.is_connected() && self.inner.ready.load(Ordering::Relaxed)
     }

@@ -5,7 +5,7 @@
 //! - JetStream push workers read a durable push consumer with explicit ack and nak.
 //! - JetStream pull workers fetch batches from a durable pull consumer, with backpressure.
 //!
-//! A worker author writes a handler and a configuration file; the library connects, verifies
+//! A worker author writes a handler and a configuration file. The library connects, verifies
 //! the consumer, retries with backoff, dead-letters to `AKIRA_DLQ`, serves metrics, talks to
 //! systemd and stops gracefully.
 

@@ -118,8 +118,8 @@ impl RateLimiter {
     }
 }
 
-/// Logs an error that the worker carries on from, at most once per 10 s per `what`, and
-/// counts every occurrence in `akira_worker_errors_total`.
+/// Logs an error that the worker carries on from, at most once per `what` within the
+/// runtime limiter's interval (10 s), and counts every occurrence in `akira_worker_errors_total`.
 #[macro_export]
 macro_rules! swallowed_error {
     ($runtime:expr, $what:expr, $error:expr $(, $key:ident = $value:expr)*) => {{

@@ -69,7 +69,7 @@ impl RetryPolicy {
         delay.mul_f64(factor)
     }
 
-    /// Whether a failure on delivery `delivered` is the last one the policy allows.
+    /// Returns whether a failure on delivery `delivered` is the last one the policy allows.
     pub fn is_last_delivery(&self, delivered: i64) -> bool {
         delivered >= self.max_deliver
     }

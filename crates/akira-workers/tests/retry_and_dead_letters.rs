@@ -21,7 +21,7 @@ fn push_settings(stream: &str, extra: &str) -> String {
 
 type Deliveries = Arc<Mutex<Vec<(Instant, i64, String)>>>;
 
-/// Starts a push worker whose handler records each delivery and returns what `outcome` says.
+/// Starts a push worker whose handler records each delivery and returns the result of `outcome`.
 async fn start_push<F>(
     url: &str,
     stream: &str,

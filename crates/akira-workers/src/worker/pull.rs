@@ -1,7 +1,7 @@
 //! The JetStream pull worker: batches fetched from a durable pull consumer.
 //!
 //! A semaphore with `consumer.max_in_flight` permits bounds the messages held unacknowledged:
-//! a fetch asks for no more messages than there are free permits, and a batch returns its
+//! a fetch requests no more messages than there are free permits, and a batch returns its
 //! permits only after every message in it is settled.
 
 use std::future::Future;
